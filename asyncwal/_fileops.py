@@ -1,0 +1,232 @@
+"""The file-operations seam: the only module that touches the operating system's files.
+
+The engine performs every read, write, sync, rename, unlink and lock through a
+:class:`FileOps`. :class:`OsFileOps` is the real one; :mod:`asyncwal.testing` has an in-memory
+one and a fault-injecting one. Everything here is synchronous and is called from the log's
+own executor thread, never from the event-loop thread (except ``open_reader``'s async reads).
+
+Contract of each method is that of the POSIX call it is named after; ``sync`` must make the
+file's data (and the size, if it changed) durable, and ``sync_dir`` must make the
+directory's entries (creations, renames, unlinks) durable.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import sys
+from typing import Protocol
+
+import aiofiles
+import aiofiles.threadpool.binary
+
+from ._errors import LogLockedError
+
+__all__ = ("AsyncReader", "FileOps", "OsFileOps")
+
+
+class AsyncReader(Protocol):
+    """What replay needs of an open segment: positioned async reads."""
+
+    async def read(self, size: int) -> bytes: ...
+
+    async def seek(self, offset: int) -> int: ...
+
+    async def close(self) -> None: ...
+
+
+class FileOps(Protocol):
+    """File operations used by the engine. File handles are ints."""
+
+    def makedirs(self, path: str) -> None: ...
+
+    def listdir(self, path: str) -> list[str]: ...
+
+    def exists(self, path: str) -> bool: ...
+
+    def open(self, path: str, *, create: bool = False, exclusive: bool = False) -> int:
+        """Open for reading and writing; ``create`` creates it, ``exclusive`` requires it new."""
+        ...
+
+    def open_readonly(self, path: str) -> int: ...
+
+    def close(self, fd: int) -> None: ...
+
+    def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
+        """Write at ``offset``; may write fewer bytes than given (the caller loops)."""
+        ...
+
+    def pread(self, fd: int, size: int, offset: int) -> bytes: ...
+
+    def size(self, fd: int) -> int: ...
+
+    def truncate(self, fd: int, size: int) -> None: ...
+
+    def sync(self, fd: int) -> None:
+        """Make the file's data durable (fdatasync; F_FULLFSYNC on macOS)."""
+        ...
+
+    def sync_dir(self, path: str) -> None:
+        """Make the directory's entries durable."""
+        ...
+
+    def rename(self, src: str, dst: str) -> None: ...
+
+    def unlink(self, path: str) -> None: ...
+
+    def lock(self, path: str) -> int:
+        """Take an exclusive lock on ``path`` (created if missing); raise LogLockedError if held."""
+        ...
+
+    def unlock(self, handle: int) -> None: ...
+
+    def open_reader(self, path: str) -> AsyncReader:
+        """An async reader of ``path`` (used by replay); opened on first use."""
+        ...
+
+
+def write_all(ops: FileOps, fd: int, data: bytes | memoryview, offset: int) -> None:
+    """Write every byte of ``data`` at ``offset``, looping over short writes."""
+    view = memoryview(data)
+    while view:
+        n = ops.pwrite(fd, view, offset)
+        if n <= 0:
+            raise OSError(errno.EIO, "write returned 0 bytes")
+        view = view[n:]
+        offset += n
+
+
+def read_all(ops: FileOps, fd: int) -> bytes:
+    """Read the whole file."""
+    size = ops.size(fd)
+    parts = []
+    offset = 0
+    while offset < size:
+        chunk = ops.pread(fd, min(size - offset, 1 << 24), offset)
+        if not chunk:
+            break
+        parts.append(chunk)
+        offset += len(chunk)
+    return b"".join(parts)
+
+
+class _AiofilesReader:
+    """AsyncReader over aiofiles; the file is opened on the first call."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._file: aiofiles.threadpool.binary.AsyncBufferedReader | None = None
+
+    async def _open(self) -> aiofiles.threadpool.binary.AsyncBufferedReader:
+        if self._file is None:
+            self._file = await aiofiles.open(self._path, "rb", buffering=0)  # type: ignore[assignment]
+        assert self._file is not None
+        return self._file
+
+    async def read(self, size: int) -> bytes:
+        return await (await self._open()).read(size)
+
+    async def seek(self, offset: int) -> int:
+        return await (await self._open()).seek(offset)
+
+    async def close(self) -> None:
+        if self._file is not None:
+            await self._file.close()
+            self._file = None
+
+
+class OsFileOps:
+    """The real file system. ``sync`` is ``fdatasync`` on Linux, ``F_FULLFSYNC`` on macOS
+    (plain ``fsync`` there does not flush the drive's cache), ``fsync`` elsewhere."""
+
+    def makedirs(self, path: str) -> None:
+        os.makedirs(path, exist_ok=True)
+
+    def listdir(self, path: str) -> list[str]:
+        return os.listdir(path)
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def open(self, path: str, *, create: bool = False, exclusive: bool = False) -> int:
+        flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
+        if create:
+            flags |= os.O_CREAT
+        if exclusive:
+            flags |= os.O_EXCL
+        return os.open(path, flags, 0o644)
+
+    def open_readonly(self, path: str) -> int:
+        return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+
+    def close(self, fd: int) -> None:
+        os.close(fd)
+
+    def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
+        return os.pwrite(fd, data, offset)
+
+    def pread(self, fd: int, size: int, offset: int) -> bytes:
+        return os.pread(fd, size, offset)
+
+    def size(self, fd: int) -> int:
+        return os.fstat(fd).st_size
+
+    def truncate(self, fd: int, size: int) -> None:
+        os.ftruncate(fd, size)
+
+    if sys.platform == "darwin":  # pragma: no cover - not the CI platform
+
+        def sync(self, fd: int) -> None:
+            fcntl.fcntl(fd, fcntl.F_FULLFSYNC)  # type: ignore[attr-defined,unused-ignore]
+
+    elif hasattr(os, "fdatasync"):
+
+        def sync(self, fd: int) -> None:
+            os.fdatasync(fd)
+
+    else:  # pragma: no cover
+
+        def sync(self, fd: int) -> None:
+            os.fsync(fd)
+
+    def sync_dir(self, path: str) -> None:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def rename(self, src: str, dst: str) -> None:
+        os.rename(src, dst)
+
+    def unlink(self, path: str) -> None:
+        os.unlink(path)
+
+    def lock(self, path: str) -> int:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+            os.close(fd)
+            raise LogLockedError(
+                f"{os.path.dirname(path) or '.'} is locked by another opener"
+                + (f" (pid {holder})" if holder else "")
+            ) from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return fd
+
+    def unlock(self, handle: int) -> None:
+        try:
+            os.ftruncate(handle, 0)
+        finally:
+            os.close(handle)  # closing the descriptor releases the flock
+
+    def open_reader(self, path: str) -> AsyncReader:
+        return _AiofilesReader(path)
+
