@@ -190,7 +190,7 @@ def scan_frame(
     end = pos + FRAME_HEADER_SIZE + length
     if end > size:
         return NEED_MORE, 0, 0, "record runs past the end of the file"
-    if _crc_extend(crc32c(buf[pos + 4 : pos + 20]), buf[pos + 20 : end]) != crc:
+    if crc32c(bytes(buf[pos + 4 : end])) != crc:
         return BAD, 0, 0, "checksum mismatch"
     if seq != expected_seq:
         return BAD, 0, 0, f"seq {seq} where {expected_seq} was expected"

@@ -1,0 +1,976 @@
+"""The public :class:`Log` and its group-commit writer task.
+
+How a record travels (docs/design.md tells it at length):
+
+1. ``append()`` runs on the event-loop thread. It validates the payload, takes the next seq,
+   frames the record (header + CRC) and puts it on ``_pending``, all with no ``await`` in
+   between, so seq order is file order. It returns a future of its own: cancelling one
+   caller's wait can never cancel another's.
+2. One writer task per log takes *everything* pending as one group and runs the write (and,
+   when the mode or a waiter needs it, the fdatasync) in ONE call on the log's private
+   single-thread executor. While that call runs, the next group accumulates.
+3. When the call returns, the writer advances ``written_seq`` (and ``durable_seq`` if it
+   synced) and resolves exactly the futures whose level is now reached.
+4. If a write or sync raises, the log fails for good: every unresolved future gets its own
+   :class:`LogFailedError` chained to the ``OSError``, and nothing is ever retried.
+
+Only the writer task touches the :class:`SegmentWriter`, and it does so only through the
+executor, one call at a time; all other state is touched only on the loop thread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import os
+import statistics
+import struct
+import warnings
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Final, NamedTuple, TypeVar
+
+import google_crc32c
+
+from ._errors import (
+    LogClosedError,
+    LogFailedError,
+    RecordTooLargeError,
+    TruncatedError,
+    WrongEventLoopError,
+)
+from ._fileops import FileOps, OsFileOps
+from ._format import BATCH, DATA, FRAME_HEADER_SIZE, encode_batch, segment_name
+from ._options import Durability, Options
+from ._reader import Record, read_segment
+from ._recovery import RecoveredLog, RecoveryReport, max_frame_length, recover
+from ._segment import SegmentWriter
+
+__all__ = ("Checkpoint", "Log", "Stats", "open")
+
+logger = logging.getLogger("asyncwal")
+
+_T = TypeVar("_T")
+_TAIL = struct.Struct("<IQB3x")
+_tail_pack = _TAIL.pack
+_u32_pack = struct.Struct("<I").pack
+_crc = google_crc32c.value
+_crc_extend = google_crc32c.extend
+_get_running_loop = asyncio._get_running_loop
+
+_MEMORY: Final = Durability.MEMORY
+_OS: Final = Durability.OS
+_DISK: Final = Durability.DISK
+
+# Log states.
+_OPEN: Final = 0
+_CLOSED: Final = 1
+_FAILED: Final = 2
+
+LOCK_NAME: Final = "LOCK"
+
+
+class Checkpoint(NamedTuple):
+    """A durable marker: every record up to ``seq`` was on disk when it was taken."""
+
+    #: the last seq the checkpoint covers (0 if the log was empty)
+    seq: int
+    #: the caller's data, e.g. a snapshot id
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """An immutable snapshot of a log's counters, from :meth:`Log.stats`."""
+
+    appends: int  #: records accepted (a batch counts each record)
+    batches: int  #: append_batch() calls accepted
+    bytes: int  #: payload bytes accepted
+    groups: int  #: write calls made by the writer (each one group of records)
+    fsyncs: int  #: fdatasync/fsync calls on segments
+    mean_group_size: float  #: records per group
+    group_size_p50: float
+    group_size_p99: float
+    group_size_max: int
+    fsync_p50: float  #: seconds, over the last 4096 fsyncs
+    fsync_p99: float
+    fsync_max: float
+    queue_depth: int  #: records accepted but not yet handed to the OS
+    queued_bytes: int  #: bytes of those records
+    executor_seconds: float  #: time the writer spent waiting on its executor
+    segments: int  #: segment files in the log
+
+
+class _Waiter(NamedTuple):
+    seq: int  # resolved once this seq reaches ``level``
+    level: Durability
+    future: asyncio.Future[Any]
+    result: Any
+
+
+class Log:
+    """A write-ahead log bound to one directory and one event loop. Use :func:`open`.
+
+    All methods must be called from the event loop that opened the log.
+    """
+
+    # -- construction (see open()) ---------------------------------------------------------
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        options: Options,
+        loop: asyncio.AbstractEventLoop,
+        executor: ThreadPoolExecutor,
+        ops: FileOps,
+        writer: SegmentWriter,
+        recovered: RecoveredLog,
+        lock_handle: int,
+    ) -> None:
+        self._path = path
+        self._options = options
+        self._loop = loop
+        self._executor = executor
+        self._ops = ops
+        self._seg = writer
+        self._lock_handle = lock_handle
+        self._max_record = options.max_record_size
+        self._max_length = max_frame_length(options.max_record_size, options.max_batch_bytes)
+        self._max_pending = options.max_pending_bytes
+        self._default_level = options.default_durability
+        self._sync_each_group = options.sync_mode == "sync"
+        self._batch_mode = options.sync_mode == "batch"
+        self._batch_size = options.batch_size
+        self._batch_interval = options.batch_interval
+
+        self._segments: list[int] = recovered.segments  # first seqs, oldest first
+        self._low_water = recovered.low_water
+        cp = recovered.checkpoint
+        self._checkpoint: Checkpoint | None = Checkpoint(*cp) if cp is not None else None
+        self._recovery_report = recovered.report
+
+        last = recovered.next_seq - 1
+        self._next_seq = recovered.next_seq
+        self._written_seq = last
+        self._durable_seq = last
+
+        # Records accepted and not yet taken by the writer: alternating header, payload.
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+        self._queued_bytes = 0  # pending + in flight: what backpressure bounds
+        self._queued_records = 0
+        # Futures of records in ``_pending``, by the level they wait for: (seq, future).
+        self._os_q: list[tuple[int, asyncio.Future[Any]]] = []
+        self._disk_q: list[tuple[int, asyncio.Future[Any]]] = []
+        # The group being written, kept reachable so a failure can fail its futures.
+        self._inflight_os: list[tuple[int, asyncio.Future[Any]]] = []
+        self._inflight_disk: list[tuple[int, asyncio.Future[Any]]] = []
+        # Other waits: batches, wait_for(), sync(), checkpoints. Small; scanned on progress.
+        self._waiters: list[_Waiter] = []
+        # Appends waiting for queue space, in call order; they get a seq when admitted.
+        self._space_waiters: deque[tuple[Any, Durability, asyncio.Future[Any]]] = deque()
+        # Work for the writer that is not a record.
+        self._checkpoints: list[tuple[int, bytes, asyncio.Future[Checkpoint]]] = []
+        self._truncations: list[tuple[int, asyncio.Future[int]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_fired = False
+        # Followers (follow()) wake on every progress event.
+        self._progress: asyncio.Event | None = None
+
+        self._state = _OPEN
+        self._closing = False
+        self._failure: BaseException | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+        self._close_task: asyncio.Task[None] | None = None
+
+        # Counters.
+        self._n_appends = 0
+        self._n_batches = 0
+        self._n_bytes = 0
+        self._n_groups = 0
+        self._n_group_records = 0
+        self._group_sizes: deque[int] = deque(maxlen=4096)
+        self._executor_seconds = 0.0
+
+        self._writer_task = loop.create_task(self._writer_main(), name=f"asyncwal writer {path}")
+
+    # -- properties ------------------------------------------------------------------------
+
+    @property
+    def path(self) -> str:
+        """The log directory."""
+        return self._path
+
+    @property
+    def options(self) -> Options:
+        return self._options
+
+    @property
+    def sync_mode(self) -> str:
+        """``"sync"``, ``"batch"`` or ``"none"``."""
+        return self._options.sync_mode
+
+    @property
+    def first_seq(self) -> int:
+        """The oldest seq still in the log (``last_seq + 1`` when it holds no records)."""
+        return self._segments[0] if self._segments else self._next_seq
+
+    @property
+    def last_seq(self) -> int:
+        """The newest seq accepted (``MEMORY``); 0 in a new log."""
+        return self._next_seq - 1
+
+    @property
+    def written_seq(self) -> int:
+        """Every seq up to this one has reached ``OS``."""
+        return self._written_seq
+
+    @property
+    def durable_seq(self) -> int:
+        """Every seq up to this one has reached ``DISK``."""
+        return self._durable_seq
+
+    @property
+    def last_checkpoint(self) -> Checkpoint | None:
+        """The newest durable checkpoint, surviving reopen and ``truncate_before``."""
+        return self._checkpoint
+
+    @property
+    def recovery_report(self) -> RecoveryReport | None:
+        """What recovery cut at open, or None if it changed nothing."""
+        return self._recovery_report
+
+    @property
+    def closed(self) -> bool:
+        """True from the moment ``close()`` starts."""
+        return self._state == _CLOSED or self._closing
+
+    @property
+    def failed(self) -> bool:
+        """True once a write or fsync has failed; every later call raises LogFailedError."""
+        return self._state == _FAILED
+
+    def level_of(self, seq: int) -> Durability | None:
+        """How far record ``seq`` has travelled, or None if it was never accepted."""
+        if seq <= self._durable_seq:
+            return _DISK
+        if seq <= self._written_seq:
+            return _OS
+        if seq < self._next_seq:
+            return _MEMORY
+        return None
+
+    # -- appending -------------------------------------------------------------------------
+
+    def append(self, data: bytes | bytearray | memoryview, durability: Durability | None = None) -> Awaitable[int]:
+        """Append one record; the returned awaitable gives its seq once it reaches its level.
+
+        The record is accepted when ``append()`` is called, not when it is awaited: seqs are
+        taken in call order. It is then awaited until the record reaches ``durability``
+        (default: the level of the log's ``sync_mode``). Cancelling the wait does not take
+        the record back; it is written all the same. While more than ``max_pending_bytes``
+        are queued, the record waits for space (in call order) before it gets a seq; a wait
+        cancelled then does take it back.
+
+        :param data: the payload, any bytes-like object (copied if mutable)
+        :param durability: wait for this level instead of the mode's
+        :raises TypeError: ``data`` is not bytes-like
+        :raises RecordTooLargeError: ``data`` is larger than ``max_record_size``
+        :raises LogClosedError: the log is closed or closing
+        :raises LogFailedError: the log has failed, or fails before the record reaches its level
+        """
+        if self._state or self._closing:
+            raise self._unusable()
+        if self._loop is not _get_running_loop():
+            raise WrongEventLoopError("a log can only be used from the event loop that opened it")
+        if type(data) is not bytes:
+            data = _to_bytes(data)
+        n = len(data)
+        if n > self._max_record:
+            raise RecordTooLargeError(f"record of {n} bytes exceeds max_record_size={self._max_record}")
+        level = self._default_level if durability is None else _check_level(durability)
+        fut: asyncio.Future[int] = self._loop.create_future()
+        if self._queued_bytes > self._max_pending or self._space_waiters:
+            self._space_waiters.append((data, level, fut))
+            return fut
+        # From here to the end: no await, no exception (seq order must be file order).
+        seq = self._next_seq
+        self._next_seq = seq + 1
+        tail = _tail_pack(n, seq, DATA)
+        self._pending += (_u32_pack(_crc_extend(_crc(tail), data)) + tail, data)
+        size = n + FRAME_HEADER_SIZE
+        self._pending_bytes += size
+        self._queued_bytes += size
+        self._n_bytes += n
+        if level is _DISK:
+            self._disk_q.append((seq, fut))
+        elif level is _OS:
+            self._os_q.append((seq, fut))
+        else:
+            fut.set_result(seq)
+        if self._wakeup is not None:
+            self._wake()
+        return fut
+
+    def append_batch(self, records: Iterable[bytes | bytearray | memoryview]) -> Awaitable[list[int]]:
+        """Append records atomically; the awaitable gives their seqs once they are on ``DISK``.
+
+        The records get consecutive seqs, even with other appenders running, and are written
+        as one frame: after any crash, recovery finds all of them or none.
+
+        :raises TypeError: a record is not bytes-like
+        :raises RecordTooLargeError: a record exceeds ``max_record_size``, or the batch
+            (with its length table: 4 bytes per record + 4) exceeds ``max_batch_bytes``
+        """
+        if self._state or self._closing:
+            raise self._unusable()
+        if self._loop is not _get_running_loop():
+            raise WrongEventLoopError("a log can only be used from the event loop that opened it")
+        if isinstance(records, bytes | bytearray | memoryview | str):
+            raise TypeError("append_batch() takes an iterable of records, not a single record")
+        payloads = [r if type(r) is bytes else _to_bytes(r) for r in records]
+        for p in payloads:
+            if len(p) > self._max_record:
+                raise RecordTooLargeError(f"record of {len(p)} bytes exceeds max_record_size={self._max_record}")
+        fut: asyncio.Future[list[int]] = self._loop.create_future()
+        if not payloads:
+            fut.set_result([])
+            return fut
+        body = encode_batch(payloads)
+        if len(body) > self._options.max_batch_bytes:
+            raise RecordTooLargeError(
+                f"batch of {len(body)} bytes exceeds max_batch_bytes={self._options.max_batch_bytes}"
+            )
+        if self._queued_bytes > self._max_pending or self._space_waiters:
+            self._space_waiters.append(((body, len(payloads)), _DISK, fut))
+            return fut
+        self._enqueue_batch(body, len(payloads), fut)
+        return fut
+
+    def _enqueue_batch(self, body: bytes, count: int, fut: asyncio.Future[list[int]]) -> None:
+        first = self._next_seq
+        self._next_seq = first + count
+        tail = _tail_pack(len(body), first, BATCH)
+        self._pending += (_u32_pack(_crc_extend(_crc(tail), body)) + tail, body)
+        size = len(body) + FRAME_HEADER_SIZE
+        self._pending_bytes += size
+        self._queued_bytes += size
+        self._n_batches += 1
+        self._n_bytes += len(body)
+        last = first + count - 1
+        self._waiters.append(_Waiter(last, _DISK, fut, list(range(first, last + 1))))
+        self._wake()
+
+    def _admit_space_waiters(self) -> None:
+        """Give queued space waiters their seqs, in call order, while there is room."""
+        waiting = self._space_waiters
+        while waiting and self._queued_bytes <= self._max_pending:
+            item, level, fut = waiting.popleft()
+            if fut.done():  # cancelled while waiting for space: never appended
+                continue
+            if isinstance(item, tuple):
+                self._enqueue_batch(item[0], item[1], fut)
+                continue
+            seq = self._next_seq
+            self._next_seq = seq + 1
+            tail = _tail_pack(len(item), seq, DATA)
+            self._pending += (_u32_pack(_crc_extend(_crc(tail), item)) + tail, item)
+            size = len(item) + FRAME_HEADER_SIZE
+            self._pending_bytes += size
+            self._queued_bytes += size
+            self._n_bytes += len(item)
+            if level is _DISK:
+                self._disk_q.append((seq, fut))
+            elif level is _OS:
+                self._os_q.append((seq, fut))
+            else:
+                fut.set_result(seq)
+        self._wake()
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    async def wait_for(self, seq: int, durability: Durability = Durability.DISK) -> None:
+        """Wait until record ``seq`` has reached ``durability`` (forcing an fsync for DISK).
+
+        :raises ValueError: ``seq`` was never accepted (``seq > last_seq``)
+        """
+        self._check_usable()
+        level = _check_level(durability)
+        if isinstance(seq, bool) or not isinstance(seq, int):
+            raise TypeError("seq must be an int")
+        if seq > self.last_seq:
+            raise ValueError(f"seq {seq} has not been appended (last_seq is {self.last_seq})")
+        if self._reached(seq, level):
+            return
+        fut: asyncio.Future[None] = self._loop.create_future()
+        self._waiters.append(_Waiter(seq, level, fut, None))
+        self._wake()
+        await fut
+
+    async def sync(self) -> int:
+        """Make every record appended so far durable; return ``durable_seq``."""
+        self._check_usable()
+        target = self.last_seq
+        if target > self._durable_seq:
+            fut: asyncio.Future[None] = self._loop.create_future()
+            self._waiters.append(_Waiter(target, _DISK, fut, None))
+            self._wake()
+            await fut
+        return self._durable_seq
+
+    async def checkpoint(self, data: bytes | bytearray | memoryview = b"") -> Checkpoint:
+        """Record a durable checkpoint covering every record appended so far.
+
+        Consumes no seq. The returned checkpoint (``seq`` = the last seq covered) is on disk
+        when this returns, and stays ``last_checkpoint`` across reopen and truncation.
+        """
+        self._check_usable()
+        payload = data if type(data) is bytes else _to_bytes(data)
+        if len(payload) > self._max_record:
+            raise RecordTooLargeError(f"checkpoint data of {len(payload)} bytes exceeds max_record_size")
+        fut: asyncio.Future[Checkpoint] = self._loop.create_future()
+        self._checkpoints.append((self.last_seq, payload, fut))
+        self._wake()
+        return await fut
+
+    async def truncate_before(self, seq: int) -> int:
+        """Delete whole segments that hold only records below ``seq``; return the new ``first_seq``.
+
+        Truncation is by segment: records below ``seq`` that share a segment with ``seq``
+        stay, and the segment being written is never deleted.
+
+        :raises ValueError: ``seq > last_seq + 1``
+        """
+        self._check_usable()
+        if isinstance(seq, bool) or not isinstance(seq, int):
+            raise TypeError("seq must be an int")
+        if seq > self._next_seq:
+            raise ValueError(f"cannot truncate before {seq}: last_seq is {self.last_seq}")
+        fut: asyncio.Future[int] = self._loop.create_future()
+        self._truncations.append((seq, fut))
+        self._wake()
+        return await fut
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def replay(self, start: int | None = None, *, from_checkpoint: bool = False) -> AsyncIterator[Record]:
+        """Iterate over the records from ``start`` (default ``first_seq``), in order.
+
+        Yields every record that has reached at least ``OS`` by the time the iteration gets
+        to it, then ends; it never waits for new records (see :meth:`follow`). A ``start``
+        below ``first_seq`` starts at ``first_seq``. With ``from_checkpoint=True`` it starts
+        after ``last_checkpoint.seq`` (at ``first_seq`` if there is no checkpoint).
+
+        :raises ValueError: both ``start`` and ``from_checkpoint`` are given
+        """
+        if start is not None and from_checkpoint:
+            raise ValueError("give either start or from_checkpoint, not both")
+        if start is not None and (isinstance(start, bool) or not isinstance(start, int)):
+            raise TypeError("start must be an int")
+        self._check_usable()
+        if from_checkpoint:
+            start = self._checkpoint.seq + 1 if self._checkpoint is not None else None
+        return self._read(self.first_seq if start is None else start, lambda: self._written_seq, follow=False)
+
+    def follow(self, start: int | None = None, *, durability: Durability = Durability.OS) -> AsyncIterator[Record]:
+        """Iterate over the records from ``start`` and then wait for new ones, forever.
+
+        A record is yielded once it has reached ``durability``. Waiting costs nothing: the
+        follower sleeps until the writer makes progress. The iteration ends when the log is
+        closed; it raises :class:`TruncatedError` if ``truncate_before`` removes the segment
+        it has to read next.
+        """
+        if start is not None and (isinstance(start, bool) or not isinstance(start, int)):
+            raise TypeError("start must be an int")
+        self._check_usable()
+        level = _check_level(durability)
+        if level is _MEMORY:
+            raise ValueError("follow() reads from the files: durability must be OS or DISK")
+
+        def limit() -> int:
+            return self._durable_seq if level is _DISK else self._written_seq
+
+        return self._read(self.first_seq if start is None else start, limit, follow=True)
+
+    async def _read(self, start: int, limit: Callable[[], int], *, follow: bool) -> AsyncIterator[Record]:
+        seq = max(start, self.first_seq)
+        while True:
+            if seq > limit():
+                if not follow or not await self._wait_progress(seq, limit):
+                    return
+                continue
+            segs = self._segments
+            if seq < segs[0]:
+                raise TruncatedError(f"seq {seq} was removed by truncate_before (first_seq is now {segs[0]})")
+            first = segs[bisect.bisect_right(segs, seq) - 1]
+
+            def seg_limit(first: int = first) -> int:
+                """``limit()``, but never past the last seq of segment ``first``."""
+                lim = limit()
+                segs = self._segments
+                if segs[-1] != first:
+                    lim = min(lim, segs[bisect.bisect_right(segs, first)] - 1)
+                return lim
+
+            async def seg_wait(seq: int, first: int = first) -> bool:
+                """Follow mode: wait for more of segment ``first``; False when it is finished."""
+                if self._segments[-1] != first:
+                    return False
+                return await self._wait_progress(seq, limit)
+
+            path = os.path.join(self._path, segment_name(first))
+            reader = self._ops.open_reader(path)
+            try:
+                async for rec in read_segment(
+                    reader, path, first, seq, seg_limit, self._max_length, seg_wait if follow else None
+                ):
+                    seq = rec.seq + 1
+                    yield rec
+            except FileNotFoundError:
+                raise TruncatedError(f"segment {path} was removed by truncate_before before it was read") from None
+            finally:
+                await reader.close()
+
+    async def _wait_progress(self, seq: int, limit: Callable[[], int]) -> bool:
+        """Wait until the writer makes progress. False once the log is closed and drained."""
+        while seq > limit():
+            if self._state == _FAILED:
+                raise self._unusable()
+            if self._state == _CLOSED or (self._closing and self._close_task is not None and self._close_task.done()):
+                return False
+            if self._progress is None:
+                self._progress = asyncio.Event()
+            await self._progress.wait()
+        return True
+
+    # -- the writer task -------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        w = self._wakeup
+        if w is not None:
+            self._wakeup = None
+            w.set_result(None)
+
+    def _sync_wanted(self) -> bool:
+        """Does anyone wait for DISK on a record that is already written?"""
+        if self._timer_fired:
+            return True
+        d = self._durable_seq
+        return any(w.level is _DISK and w.seq > d for w in self._waiters)
+
+    def _have_work(self) -> bool:
+        if self._pending or self._truncations:
+            return True
+        if self._written_seq > self._durable_seq and self._sync_wanted():
+            return True
+        return bool(self._checkpoints and self._checkpoints[0][0] <= self._written_seq)
+
+    async def _writer_main(self) -> None:
+        loop = self._loop
+        try:
+            while True:
+                if not self._have_work():
+                    if self._closing and not self._space_waiters:
+                        break
+                    self._wakeup = loop.create_future()
+                    await self._wakeup
+                    continue
+                if self._pending:
+                    await self._write_group()
+                elif self._written_seq > self._durable_seq and self._sync_wanted():
+                    await self._sync_only()
+                if self._checkpoints or self._truncations:
+                    await self._run_control()
+            if self._written_seq > self._durable_seq:
+                await self._sync_only()
+        except asyncio.CancelledError:
+            self._fail(LogClosedError("the log's writer task was cancelled (was the log closed?)"))
+            raise
+        except BaseException as exc:
+            self._fail(exc)
+
+    async def _in_executor(self, fn: Callable[..., _T], *args: Any) -> _T:
+        start = self._loop.time()
+        try:
+            return await self._loop.run_in_executor(self._executor, fn, *args)
+        finally:
+            self._executor_seconds += self._loop.time() - start
+
+    async def _write_group(self) -> None:
+        parts = self._pending
+        nbytes = self._pending_bytes
+        first = self._written_seq + 1
+        last = self._next_seq - 1
+        self._pending = []
+        self._pending_bytes = 0
+        g_os = self._inflight_os = self._os_q
+        g_disk = self._inflight_disk = self._disk_q
+        self._os_q = []
+        self._disk_q = []
+        need_sync = (
+            self._sync_each_group
+            or bool(g_disk)
+            or self._sync_wanted()
+            or (self._batch_mode and last - self._durable_seq >= self._batch_size)
+        )
+        created, durable = await self._in_executor(self._seg.write_group, parts, nbytes, last, need_sync)
+        self._inflight_os = []
+        self._inflight_disk = []
+        self._n_groups += 1
+        count = last - first + 1
+        self._n_group_records += count
+        self._group_sizes.append(count)
+        self._n_appends += count
+        if created:
+            self._segments.extend(created)
+        self._written_seq = last
+        self._queued_bytes -= nbytes
+        for seq, fut in g_os:
+            if not fut.done():
+                fut.set_result(seq)
+        if durable:
+            self._synced(durable)
+            for seq, fut in g_disk:
+                if not fut.done():
+                    fut.set_result(seq)
+        elif self._batch_mode and self._timer is None and self._written_seq > self._durable_seq:
+            self._timer = self._loop.call_later(self._batch_interval, self._on_timer)
+        self._after_progress()
+        if self._space_waiters:
+            self._admit_space_waiters()
+
+    async def _sync_only(self) -> None:
+        target = self._written_seq  # what this sync covers: writes only happen in this task
+        await self._in_executor(self._seg.sync)
+        self._synced(target)
+        self._after_progress()
+
+    def _synced(self, seq: int) -> None:
+        if seq > self._durable_seq:
+            self._durable_seq = seq
+        if self._durable_seq >= self._written_seq:
+            self._timer_fired = False
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._written_seq > self._durable_seq:
+            self._timer_fired = True
+            self._wake()
+
+    def _after_progress(self) -> None:
+        """Resolve the waits that the last step satisfied, and wake followers."""
+        if self._waiters:
+            keep = []
+            for w in self._waiters:
+                if w.future.done():
+                    continue
+                if self._reached(w.seq, w.level):
+                    w.future.set_result(w.result)
+                else:
+                    keep.append(w)
+            self._waiters = keep
+        if self._progress is not None:
+            self._progress.set()
+            self._progress = None
+
+    def _reached(self, seq: int, level: Durability) -> bool:
+        if level is _DISK:
+            return seq <= self._durable_seq
+        if level is _OS:
+            return seq <= self._written_seq
+        return seq < self._next_seq
+
+    async def _run_control(self) -> None:
+        while self._truncations:
+            seq, tfut = self._truncations.pop(0)
+            victims = [
+                self._segments[i] for i in range(len(self._segments) - 1) if self._segments[i + 1] <= seq
+            ]
+            if victims:
+                low_water = max(self._low_water, seq)
+                cp = (self._checkpoint.seq, self._checkpoint.data) if self._checkpoint else None
+                await self._in_executor(self._truncate_io, low_water, cp, victims)
+                self._low_water = low_water
+                del self._segments[: len(victims)]
+                if self._progress is not None:
+                    self._progress.set()
+                    self._progress = None
+            if not tfut.done():
+                tfut.set_result(self.first_seq)
+        ready = [c for c in self._checkpoints if c[0] <= self._written_seq]
+        if not ready:
+            return
+        if self._durable_seq < ready[-1][0]:
+            await self._sync_only()
+        for cp_seq, data, cfut in ready:
+            await self._in_executor(self._seg.write_meta, self._low_water, (cp_seq, data))
+            self._checkpoint = Checkpoint(cp_seq, data)
+            self._checkpoints.remove((cp_seq, data, cfut))
+            if not cfut.done():
+                cfut.set_result(self._checkpoint)
+
+    def _truncate_io(self, low_water: int, cp: tuple[int, bytes] | None, victims: list[int]) -> None:
+        self._seg.write_meta(low_water, cp)
+        self._seg.remove_segments(victims)
+
+    # -- failure ---------------------------------------------------------------------------
+
+    def _fail(self, exc: BaseException) -> None:
+        """Enter the failed (or, for a cancelled writer, closed) state; fail every waiter."""
+        if self._state == _FAILED:
+            return
+        if isinstance(exc, LogClosedError):
+            self._state = _CLOSED
+        else:
+            self._state = _FAILED
+            self._failure = exc
+            logger.error("asyncwal: log %s failed: %r; reopen it to recover", self._path, exc)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+        def error() -> BaseException:
+            if isinstance(exc, LogClosedError):
+                return LogClosedError(str(exc))
+            err = LogFailedError(
+                f"the log failed ({exc!r}); this record's outcome is unknown: it may or may not be "
+                "found when the log is reopened"
+            )
+            err.__cause__ = exc
+            return err
+
+        futures: list[asyncio.Future[Any]] = []
+        for q in (self._inflight_os, self._inflight_disk, self._os_q, self._disk_q):
+            futures += (f for _, f in q)
+        futures += (w.future for w in self._waiters)
+        futures += (f for _, _, f in self._space_waiters)
+        futures += (f for _, _, f in self._checkpoints)
+        futures += (f for _, f in self._truncations)
+        self._inflight_os, self._inflight_disk, self._os_q, self._disk_q = [], [], [], []
+        self._waiters, self._checkpoints, self._truncations = [], [], []
+        self._space_waiters.clear()
+        self._pending = []
+        for fut in futures:
+            if not fut.done():
+                fut.set_exception(error())
+                # Mark retrieved: a caller that stopped waiting must not get a warning later.
+                fut.exception()
+        if self._progress is not None:
+            self._progress.set()
+            self._progress = None
+        self._wake()
+
+    def _unusable(self) -> Exception:
+        if self._state == _FAILED:
+            err = LogFailedError(f"the log {self._path} has failed ({self._failure!r}); reopen it to recover")
+            err.__cause__ = self._failure
+            return err
+        return LogClosedError(f"the log {self._path} is closed")
+
+    def _check_usable(self) -> None:
+        if self._state or self._closing:
+            raise self._unusable()
+        if self._loop is not _get_running_loop():
+            raise WrongEventLoopError("a log can only be used from the event loop that opened it")
+
+    # -- closing ---------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Write and fsync everything accepted, then release the directory.
+
+        ``closed`` is True from the first line; later calls raise :class:`LogClosedError`,
+        while everything already accepted is still written. Safe to call more than once and
+        on a failed log (which it does not raise for).
+
+        :raises LogFailedError: the final write or fsync failed
+        """
+        if self._close_task is None:
+            failed_before = self._state == _FAILED
+            self._closing = True
+            self._close_task = self._loop.create_task(self._close_impl(failed_before))
+        await asyncio.shield(self._close_task)
+
+    async def _close_impl(self, failed_before: bool) -> None:
+        self._wake()
+        try:
+            await self._writer_task
+        except asyncio.CancelledError:
+            pass
+        failed_now = self._state == _FAILED and not failed_before
+        healthy = self._state != _FAILED
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        try:
+            await self._loop.run_in_executor(self._executor, self._release, healthy)
+        except OSError as exc:
+            if healthy:
+                self._fail(exc)
+                failed_now = True
+        finally:
+            self._executor.shutdown(wait=False)
+            if self._state == _OPEN:
+                self._state = _CLOSED
+            if self._progress is not None:
+                self._progress.set()
+                self._progress = None
+        if failed_now:
+            raise self._unusable()
+
+    def _release(self, sync: bool) -> None:
+        try:
+            self._seg.close(sync)
+        finally:
+            self._ops.unlock(self._lock_handle)
+
+    async def __aenter__(self) -> Log:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        if getattr(self, "_close_task", 1) is None:
+            _warn(f"unclosed asyncwal log {self._path!r}", ResourceWarning, source=self, stacklevel=1)
+
+    def __repr__(self) -> str:
+        state = "failed" if self.failed else "closed" if self.closed else "open"
+        return (
+            f"<asyncwal.Log {self._path!r} {state} sync_mode={self.sync_mode!r} "
+            f"seqs={self.first_seq}..{self.last_seq} durable={self._durable_seq}>"
+        )
+
+    # -- observability ---------------------------------------------------------------------
+
+    def stats(self) -> Stats:
+        """A snapshot of the log's counters."""
+        sizes = sorted(self._group_sizes)
+        fsyncs = sorted(self._seg.fsync_seconds)
+        return Stats(
+            appends=self._n_appends,
+            batches=self._n_batches,
+            bytes=self._n_bytes,
+            groups=self._n_groups,
+            fsyncs=self._seg.fsync_count,
+            mean_group_size=self._n_group_records / self._n_groups if self._n_groups else 0.0,
+            group_size_p50=_quantile(sizes, 0.5),
+            group_size_p99=_quantile(sizes, 0.99),
+            group_size_max=sizes[-1] if sizes else 0,
+            fsync_p50=_quantile(fsyncs, 0.5),
+            fsync_p99=_quantile(fsyncs, 0.99),
+            fsync_max=fsyncs[-1] if fsyncs else 0.0,
+            queue_depth=self.last_seq - self._written_seq,
+            queued_bytes=self._queued_bytes,
+            executor_seconds=self._executor_seconds,
+            segments=len(self._segments),
+        )
+
+
+def _quantile(sorted_values: Sequence[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    if len(sorted_values) == 1:
+        return float(sorted_values[0])
+    return float(statistics.quantiles(sorted_values, n=1000, method="inclusive")[min(998, round(q * 1000) - 1)])
+
+
+def _to_bytes(data: object) -> bytes:
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    raise TypeError(f"a record must be bytes-like (bytes, bytearray, memoryview), not {type(data).__name__}")
+
+
+def _check_level(durability: object) -> Durability:
+    if isinstance(durability, Durability):
+        return durability
+    if isinstance(durability, int) and not isinstance(durability, bool):
+        try:
+            return Durability(durability)
+        except ValueError:
+            pass
+    raise ValueError(f"durability must be an asyncwal.Durability, not {durability!r}")
+
+
+# -- opening -------------------------------------------------------------------------------
+
+
+class _Opener:
+    """What :func:`open` returns: await it, or use it with ``async with``."""
+
+    def __init__(self, path: str | os.PathLike[str], options: Options) -> None:
+        self._path = os.fspath(path)
+        self._options = options
+        self._log: Log | None = None
+
+    def __await__(self) -> Any:
+        return self._open().__await__()
+
+    async def _open(self) -> Log:
+        loop = asyncio.get_running_loop()
+        opts = self._options
+        ops = opts.file_ops if opts.file_ops is not None else OsFileOps()
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="asyncwal")
+        try:
+            lock, recovered, writer = await loop.run_in_executor(executor, _prepare, ops, self._path, opts)
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return Log(
+            path=self._path,
+            options=opts,
+            loop=loop,
+            executor=executor,
+            ops=ops,
+            writer=writer,
+            recovered=recovered,
+            lock_handle=lock,
+        )
+
+    async def __aenter__(self) -> Log:
+        self._log = await self._open()
+        return self._log
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._log is not None:
+            await self._log.close()
+
+
+def _prepare(ops: FileOps, path: str, opts: Options) -> tuple[int, RecoveredLog, SegmentWriter]:
+    """Executor side of open(): lock, recover, and open or create the active segment."""
+    ops.makedirs(path)
+    lock = ops.lock(os.path.join(path, LOCK_NAME))
+    try:
+        recovered = recover(ops, path, opts.recovery, max_frame_length(opts.max_record_size, opts.max_batch_bytes))
+        writer = SegmentWriter(ops, path, opts.segment_size, opts.preallocate)
+        writer.slow_fsync_seconds = opts.slow_fsync_seconds
+        if recovered.segments:
+            writer.open_existing(recovered.segments[-1], recovered.active_end)
+        else:
+            writer.create(recovered.next_seq)
+            recovered.segments = [recovered.next_seq]
+    except BaseException:
+        ops.unlock(lock)
+        raise
+    return lock, recovered, writer
+
+
+def open(path: str | os.PathLike[str], **options: Any) -> _Opener:  # noqa: A001 - the API's name
+    """Open (creating if needed) the log in directory ``path``.
+
+    ``await asyncwal.open(path)`` gives a :class:`Log`; ``async with asyncwal.open(path) as
+    log`` also closes it. Recovery runs before the log is returned. The keyword options are
+    the fields of :class:`Options`; unknown or invalid ones raise ``TypeError``/``ValueError``
+    at once.
+
+    :raises LogLockedError: another opener holds the directory
+    :raises CorruptLogError: damage that the recovery mode does not allow to be cut
+    """
+    return _Opener(path, Options(**options))
+
