@@ -1,0 +1,780 @@
+"""Test doubles for the file-operations seam (:class:`asyncwal._fileops.FileOps`).
+
+Like ``trio.testing`` or httpx's ``MockTransport``, this module is public so that users of
+asyncwal can test their own code against a log that lives in memory or that fails on cue.
+
+:class:`MemoryFileOps`
+    An in-memory file system with POSIX semantics: an open descriptor refers to an inode,
+    so it keeps reading and writing the same data after the path is renamed over or
+    unlinked; ``pwrite`` past the end zero-fills the gap; ``pread`` is short at the end of
+    the file; ``rename`` replaces its target atomically; ``lock`` is an exclusive lock per
+    path. Thread-safe: one :class:`threading.Lock` guards all state, because the engine
+    calls it from its executor thread while a test inspects it from the event-loop thread.
+
+:class:`FaultyFileOps`
+    Wraps another FileOps and forwards every call, but can make chosen calls fail
+    (:meth:`FaultyFileOps.inject`), write short, or park until the test lets them go
+    (:meth:`FaultyFileOps.block`). It counts every call in :attr:`FaultyFileOps.calls`.
+
+Paths are plain strings and are compared after :func:`os.path.normpath`. Directories are
+created only by ``makedirs`` (with all their ancestors); ``/`` and ``.`` always exist.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import errno
+import os
+import threading
+from typing import TYPE_CHECKING, Final
+
+from ._errors import LogLockedError
+from ._fileops import OsFileOps
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from ._fileops import AsyncReader, FileOps
+
+__all__ = ("Fault", "FaultyFileOps", "Gate", "MemoryFileOps")
+
+
+def _oserror(code: int, path: str | None = None) -> OSError:
+    """An OSError as ``os`` raises it: ``OSError(ENOENT, ...)`` is a FileNotFoundError."""
+    if path is None:
+        return OSError(code, os.strerror(code))
+    return OSError(code, os.strerror(code), path)
+
+
+def _parent(path: str) -> str:
+    """The directory holding the (normalized) ``path``."""
+    return os.path.dirname(path) or "."
+
+
+# -- MemoryFileOps -------------------------------------------------------------------------
+
+
+class _Inode:
+    """The data of one file. Identity matters: descriptors point at inodes, not paths."""
+
+    __slots__ = ("data", "ino")
+
+    def __init__(self, ino: int, data: bytes = b"") -> None:
+        self.ino: Final = ino
+        self.data = bytearray(data)
+
+
+class _Handle:
+    """An open descriptor: the inode it refers to and the path it was opened with."""
+
+    __slots__ = ("inode", "path", "writable")
+
+    def __init__(self, inode: _Inode, path: str, writable: bool) -> None:
+        self.inode: Final = inode
+        self.path: Final = path
+        self.writable: Final = writable
+
+
+class MemoryFileOps:
+    """An in-memory :class:`~asyncwal._fileops.FileOps` with POSIX semantics.
+
+    Every method behaves like the ``os`` call it is named after and raises the same
+    :class:`OSError` subclasses (FileNotFoundError, FileExistsError, IsADirectoryError,
+    NotADirectoryError, ``EBADF`` for an unknown descriptor). ``sync`` and ``sync_dir``
+    check their argument and otherwise do nothing: nothing is ever lost here. For a file
+    system that can lose unsynced data, see ``PowerLossFileOps``.
+
+    Only regular files can be renamed or unlinked; directories are never removed.
+
+    Invariant: every method takes ``self._mutex`` for its whole duration, so each call is
+    atomic with respect to every other call, from any thread.
+    """
+
+    def __init__(self) -> None:
+        self._mutex = threading.Lock()
+        self._dirs: set[str] = {"/", "."}
+        self._entries: dict[str, _Inode] = {}
+        self._handles: dict[int, _Handle] = {}
+        self._locks: dict[str, int] = {}  # locked path -> lock handle
+        self._lock_paths: dict[int, tuple[str, int]] = {}  # lock handle -> (path, fd)
+        self._next_fd = 3
+        self._next_ino = 1
+
+    # -- hooks for subclasses (called with self._mutex held) ------------------------------
+
+    def _event(self, kind: str, *args: object) -> None:
+        """Called after each change of state; ``PowerLossFileOps`` records them."""
+
+    # -- internal helpers (self._mutex must be held) ---------------------------------------
+
+    def _handle(self, fd: int) -> _Handle:
+        try:
+            return self._handles[fd]
+        except KeyError:
+            raise _oserror(errno.EBADF) from None
+
+    def _check_parent(self, path: str) -> None:
+        parent = _parent(path)
+        if parent in self._dirs:
+            return
+        if parent in self._entries:
+            raise _oserror(errno.ENOTDIR, path)
+        raise _oserror(errno.ENOENT, path)
+
+    def _new_fd(self, inode: _Inode, path: str, writable: bool) -> int:
+        fd = self._next_fd
+        self._next_fd += 1
+        self._handles[fd] = _Handle(inode, path, writable)
+        return fd
+
+    def _create(self, path: str, data: bytes = b"") -> _Inode:
+        inode = _Inode(self._next_ino, data)
+        self._next_ino += 1
+        self._entries[path] = inode
+        self._event("create", path, inode.ino)
+        if data:
+            self._event("write", inode.ino, 0, bytes(data))
+        return inode
+
+    def _write(self, inode: _Inode, data: bytes, offset: int) -> None:
+        buf = inode.data
+        end = offset + len(data)
+        if offset > len(buf):
+            buf.extend(bytes(offset - len(buf)))
+        buf[offset:end] = data
+        self._event("write", inode.ino, offset, data)
+
+    def _truncate(self, inode: _Inode, size: int) -> None:
+        buf = inode.data
+        if size < len(buf):
+            del buf[size:]
+        else:
+            buf.extend(bytes(size - len(buf)))
+        self._event("truncate", inode.ino, size)
+
+    # -- FileOps ---------------------------------------------------------------------------
+
+    def makedirs(self, path: str) -> None:
+        """Create ``path`` and its missing ancestors; an existing directory is fine.
+
+        :raises FileExistsError: if ``path`` or an ancestor is a regular file.
+        """
+        path = os.path.normpath(path)
+        with self._mutex:
+            todo = []
+            p = path
+            while p not in self._dirs:
+                if p in self._entries:
+                    raise _oserror(errno.EEXIST, p)
+                todo.append(p)
+                up = _parent(p)
+                if up == p:
+                    break
+                p = up
+            self._dirs.update(todo)
+
+    def listdir(self, path: str) -> list[str]:
+        """Names of the files and directories directly inside ``path``, sorted."""
+        path = os.path.normpath(path)
+        with self._mutex:
+            if path not in self._dirs:
+                raise _oserror(errno.ENOTDIR if path in self._entries else errno.ENOENT, path)
+            names = {os.path.basename(p) for p in self._entries if _parent(p) == path}
+            names.update(os.path.basename(d) for d in self._dirs if d != path and _parent(d) == path)
+            return sorted(names)
+
+    def exists(self, path: str) -> bool:
+        path = os.path.normpath(path)
+        with self._mutex:
+            return path in self._entries or path in self._dirs
+
+    def open(self, path: str, *, create: bool = False, exclusive: bool = False) -> int:
+        """Open for reading and writing, like ``os.open(O_RDWR [| O_CREAT [| O_EXCL]])``.
+
+        As on Linux, ``exclusive`` without ``create`` has no effect.
+
+        :raises FileExistsError: ``create`` and ``exclusive``, and ``path`` exists.
+        :raises FileNotFoundError: ``path`` (or its directory) does not exist and may not be created.
+        :raises IsADirectoryError: ``path`` is a directory.
+        """
+        path = os.path.normpath(path)
+        with self._mutex:
+            if path in self._dirs:
+                raise _oserror(errno.EISDIR, path)
+            inode = self._entries.get(path)
+            if inode is not None:
+                if create and exclusive:
+                    raise _oserror(errno.EEXIST, path)
+            elif not create:
+                self._check_parent(path)
+                raise _oserror(errno.ENOENT, path)
+            else:
+                self._check_parent(path)
+                inode = self._create(path)
+            return self._new_fd(inode, path, writable=True)
+
+    def open_readonly(self, path: str) -> int:
+        """Open for reading only: ``pwrite`` and ``truncate`` on it fail with ``EBADF``/``EINVAL``."""
+        path = os.path.normpath(path)
+        with self._mutex:
+            inode = self._entries.get(path)
+            if inode is None:
+                if path in self._dirs:
+                    raise _oserror(errno.EISDIR, path)  # os.open allows it; nothing here needs it
+                self._check_parent(path)
+                raise _oserror(errno.ENOENT, path)
+            return self._new_fd(inode, path, writable=False)
+
+    def close(self, fd: int) -> None:
+        with self._mutex:
+            self._handle(fd)
+            del self._handles[fd]
+
+    def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
+        """Write all of ``data`` at ``offset`` (never short); a gap past the end reads as zeros."""
+        with self._mutex:
+            handle = self._handle(fd)
+            if not handle.writable:
+                raise _oserror(errno.EBADF)
+            if offset < 0:
+                raise _oserror(errno.EINVAL)
+            payload = bytes(data)
+            self._write(handle.inode, payload, offset)
+            return len(payload)
+
+    def pread(self, fd: int, size: int, offset: int) -> bytes:
+        """Up to ``size`` bytes at ``offset``: fewer at the end of the file, ``b""`` past it."""
+        with self._mutex:
+            handle = self._handle(fd)
+            if offset < 0 or size < 0:
+                raise _oserror(errno.EINVAL)
+            return bytes(handle.inode.data[offset : offset + size])
+
+    def size(self, fd: int) -> int:
+        with self._mutex:
+            return len(self._handle(fd).inode.data)
+
+    def truncate(self, fd: int, size: int) -> None:
+        """Cut the file to ``size`` bytes, or grow it with zeros."""
+        with self._mutex:
+            handle = self._handle(fd)
+            if not handle.writable or size < 0:
+                raise _oserror(errno.EINVAL)
+            self._truncate(handle.inode, size)
+
+    def sync(self, fd: int) -> None:
+        with self._mutex:
+            handle = self._handle(fd)
+            self._event("sync", handle.inode.ino)
+
+    def sync_dir(self, path: str) -> None:
+        path = os.path.normpath(path)
+        with self._mutex:
+            if path not in self._dirs:
+                raise _oserror(errno.ENOTDIR if path in self._entries else errno.ENOENT, path)
+            self._event("sync_dir", path)
+
+    def rename(self, src: str, dst: str) -> None:
+        """Move the file ``src`` to ``dst``, atomically replacing a file already at ``dst``.
+
+        :raises FileNotFoundError: ``src`` does not exist, or ``dst``'s directory does not.
+        :raises IsADirectoryError: ``dst`` is a directory.
+        """
+        src = os.path.normpath(src)
+        dst = os.path.normpath(dst)
+        with self._mutex:
+            inode = self._entries.get(src)
+            if inode is None:
+                if src in self._dirs:
+                    raise _oserror(errno.EPERM, src)  # renaming directories is not modelled
+                raise _oserror(errno.ENOENT, src)
+            if dst in self._dirs:
+                raise _oserror(errno.EISDIR, dst)
+            self._check_parent(dst)
+            if src == dst:
+                return
+            del self._entries[src]
+            self._entries[dst] = inode
+            self._event("rename", src, dst, inode.ino)
+
+    def unlink(self, path: str) -> None:
+        """Remove the name ``path``; descriptors open on the file keep working."""
+        path = os.path.normpath(path)
+        with self._mutex:
+            inode = self._entries.pop(path, None)
+            if inode is None:
+                raise _oserror(errno.EISDIR if path in self._dirs else errno.ENOENT, path)
+            self._event("unlink", path, inode.ino)
+
+    def lock(self, path: str) -> int:
+        """Take the exclusive lock of ``path``, creating the file if missing.
+
+        Like :class:`~asyncwal._fileops.OsFileOps`, the file then holds the pid.
+
+        :raises LogLockedError: another handle holds the lock of ``path``.
+        :return: a handle for :meth:`unlock`.
+        """
+        path = os.path.normpath(path)
+        with self._mutex:
+            if path in self._locks:
+                raise LogLockedError(f"{_parent(path)} is locked by another opener")
+            if path in self._dirs:
+                raise _oserror(errno.EISDIR, path)
+            inode = self._entries.get(path)
+            if inode is None:
+                self._check_parent(path)
+                inode = self._create(path)
+            fd = self._new_fd(inode, path, writable=True)
+            self._truncate(inode, 0)
+            self._write(inode, f"{os.getpid()}\n".encode(), 0)
+            handle = self._next_fd
+            self._next_fd += 1
+            self._locks[path] = handle
+            self._lock_paths[handle] = (path, fd)
+            return handle
+
+    def unlock(self, handle: int) -> None:
+        """Release a lock taken by :meth:`lock` (the file is emptied and kept)."""
+        with self._mutex:
+            try:
+                path, fd = self._lock_paths.pop(handle)
+            except KeyError:
+                raise _oserror(errno.EBADF) from None
+            del self._locks[path]
+            self._truncate(self._handles.pop(fd).inode, 0)
+
+    def open_reader(self, path: str) -> AsyncReader:
+        """An async reader of ``path``; the file is looked up on first use, as with aiofiles."""
+        return _MemoryReader(self, os.path.normpath(path))
+
+    # -- inspection helpers for tests --------------------------------------------------------
+
+    def read_bytes(self, path: str) -> bytes:
+        """The current contents of the file ``path``.
+
+        :raises FileNotFoundError: no such file.
+        """
+        path = os.path.normpath(path)
+        with self._mutex:
+            inode = self._entries.get(path)
+            if inode is None:
+                raise _oserror(errno.ENOENT, path)
+            return bytes(inode.data)
+
+    def write_bytes(self, path: str, data: bytes) -> None:
+        """Replace the contents of ``path`` with ``data`` (creating the file and its directories).
+
+        An existing file keeps its inode, so descriptors open on it see the new bytes. Meant
+        for tests that damage a closed log; it is not a durable write.
+        """
+        path = os.path.normpath(path)
+        self.makedirs(_parent(path))
+        with self._mutex:
+            inode = self._entries.get(path)
+            if inode is None:
+                self._create(path, data)
+            else:
+                self._truncate(inode, 0)
+                self._write(inode, bytes(data), 0)
+
+    def files(self, dirpath: str) -> dict[str, bytes]:
+        """``{name: contents}`` of every regular file directly inside ``dirpath``."""
+        dirpath = os.path.normpath(dirpath)
+        with self._mutex:
+            return {
+                os.path.basename(p): bytes(inode.data)
+                for p, inode in sorted(self._entries.items())
+                if _parent(p) == dirpath
+            }
+
+    def snapshot(self) -> dict[str, bytes]:
+        """``{path: contents}`` of every file; :meth:`from_image` turns it back into a file system."""
+        with self._mutex:
+            return {p: bytes(inode.data) for p, inode in sorted(self._entries.items())}
+
+    @classmethod
+    def from_image(cls, image: Mapping[str, bytes]) -> MemoryFileOps:
+        """A new file system holding exactly the files of ``image`` (``{path: contents}``).
+
+        The directories of every path are created. Use it to reopen a log on the state a
+        simulated crash left behind.
+        """
+        ops = cls()
+        for path, data in image.items():
+            ops.write_bytes(path, data)
+        return ops
+
+
+class _MemoryReader:
+    """AsyncReader over a :class:`MemoryFileOps` file; reads are served from memory at once.
+
+    Holds the inode from the first call on, so it keeps reading the same file after the
+    path is unlinked or renamed over, like a real descriptor.
+    """
+
+    def __init__(self, ops: MemoryFileOps, path: str) -> None:
+        self._ops = ops
+        self._path = path
+        self._fd: int | None = None
+        self._pos = 0
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self._fd = self._ops.open_readonly(self._path)
+        return self._fd
+
+    async def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes from the current position (everything left if ``size < 0``)."""
+        fd = self._open()
+        if size < 0:
+            size = max(self._ops.size(fd) - self._pos, 0)
+        data = self._ops.pread(fd, size, self._pos)
+        self._pos += len(data)
+        return data
+
+    async def seek(self, offset: int) -> int:
+        self._open()
+        if offset < 0:
+            raise _oserror(errno.EINVAL)
+        self._pos = offset
+        return offset
+
+    async def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            self._ops.close(fd)
+
+
+# -- FaultyFileOps -----------------------------------------------------------------------------
+
+
+def _matches(path_contains: str | None, paths: tuple[str, ...]) -> bool:
+    return path_contains is None or any(path_contains in p for p in paths)
+
+
+class Fault:
+    """One injected fault, as returned by :meth:`FaultyFileOps.inject`.
+
+    :ivar seen: matching calls so far (whether or not they failed)
+    :ivar fired: calls this fault made fail or write short
+    """
+
+    def __init__(
+        self,
+        owner: FaultyFileOps,
+        op: str,
+        error: int | None,
+        after: int,
+        times: int | None,
+        path_contains: str | None,
+        short: int | None,
+    ) -> None:
+        self._owner = owner
+        self.op: Final = op
+        self.error: Final = error
+        self.after: Final = after
+        self.times: Final = times
+        self.path_contains: Final = path_contains
+        self.short: Final = short
+        self.seen = 0
+        self.fired = 0
+
+    def remove(self) -> None:
+        """Stop injecting this fault (later calls go through)."""
+        self._owner._remove_fault(self)
+
+    def __repr__(self) -> str:
+        return (
+            f"Fault(op={self.op!r}, error={self.error}, after={self.after}, times={self.times}, "
+            f"path_contains={self.path_contains!r}, short={self.short}, seen={self.seen}, "
+            f"fired={self.fired})"
+        )
+
+
+class Gate:
+    """Parks matching calls in their calling thread until :meth:`release` is called.
+
+    Returned by :meth:`FaultyFileOps.block`. A parked call blocks its thread (the engine's
+    executor thread), so never let a call be parked on the event-loop thread.
+    """
+
+    def __init__(self, op: str, path_contains: str | None, after: int) -> None:
+        self.op: Final = op
+        self.path_contains: Final = path_contains
+        self.after: Final = after
+        self._released = threading.Event()
+        self._mutex = threading.Lock()
+        self._seen = 0
+        self._entered = 0
+        # (loop, future, count): resolved on ``loop`` once ``count`` calls have entered
+        self._waiters: list[tuple[asyncio.AbstractEventLoop, asyncio.Future[None], int]] = []
+
+    @property
+    def entered(self) -> int:
+        """Number of calls that reached the gate (parked, or passed after release)."""
+        with self._mutex:
+            return self._entered
+
+    @property
+    def released(self) -> bool:
+        return self._released.is_set()
+
+    def release(self) -> None:
+        """Let every parked call, and every later one, through. Idempotent; thread-safe."""
+        self._released.set()
+
+    async def wait_entered(self, count: int = 1) -> None:
+        """Return once ``count`` calls in total have reached the gate.
+
+        Woken by the entering thread through ``loop.call_soon_threadsafe``: no polling.
+        """
+        loop = asyncio.get_running_loop()
+        with self._mutex:
+            if self._entered >= count:
+                return
+            fut: asyncio.Future[None] = loop.create_future()
+            self._waiters.append((loop, fut, count))
+        await fut
+
+    def _counts(self) -> bool:
+        """Called for a matching call (owner's mutex held): does the gate apply to it?"""
+        with self._mutex:
+            self._seen += 1
+            return self._seen > self.after
+
+    def _enter(self) -> None:
+        """Park the calling thread until release; wake the loops waiting for this entry."""
+        with self._mutex:
+            self._entered += 1
+            ready = [w for w in self._waiters if w[2] <= self._entered]
+            self._waiters = [w for w in self._waiters if w[2] > self._entered]
+        for loop, fut, _ in ready:
+            try:
+                loop.call_soon_threadsafe(_resolve, fut)
+            except RuntimeError:  # that loop is closed: nobody is waiting any more
+                pass
+        self._released.wait()
+
+
+def _resolve(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+class FaultyFileOps:
+    """A FileOps that forwards to ``base`` and fails, writes short or blocks on cue.
+
+    Every call is counted in :attr:`calls` (by method name, including calls that fail),
+    then parked by any matching :class:`Gate`, then failed by the first matching
+    :class:`Fault` that fires, and only then forwarded. A failing call does not reach
+    ``base`` at all (except ``close``: the descriptor is closed and then the error raised,
+    as Linux always releases a descriptor).
+
+    ``path_contains`` filters match a substring of the path: for descriptor methods
+    (``pwrite``, ``sync``...) the path the descriptor was opened with; for ``rename``
+    either path; for ``unlock`` the locked path.
+
+    :param base: the FileOps to wrap; a new :class:`~asyncwal._fileops.OsFileOps` if None.
+    """
+
+    def __init__(self, base: FileOps | None = None) -> None:
+        self.base: Final[FileOps] = base if base is not None else OsFileOps()
+        self.calls: collections.Counter[str] = collections.Counter()
+        self._mutex = threading.Lock()
+        self._faults: list[Fault] = []
+        self._gates: list[Gate] = []
+        self._paths: dict[int, str] = {}  # open fd -> path it was opened with
+        self._lock_paths: dict[int, str] = {}  # lock handle -> path
+
+    # -- configuration -------------------------------------------------------------------
+
+    def inject(
+        self,
+        op: str,
+        error: int | None = errno.EIO,
+        *,
+        after: int = 0,
+        times: int | None = 1,
+        path_contains: str | None = None,
+        short: int | None = None,
+    ) -> Fault:
+        """Make calls of method ``op`` fail.
+
+        The first ``after`` matching calls go through; the next ``times`` ones (every later
+        one if ``times`` is None) raise ``OSError(error, os.strerror(error))``.
+
+        With ``short=k`` (``op`` must be ``"pwrite"``), the first firing call instead writes
+        only the first ``k`` bytes of its data (forwarded to ``base``) and returns ``k`` (at
+        most the data's length); the later firing calls raise ``error``, or are short writes
+        too if ``error`` is None. So ``inject("pwrite", short=5)`` is one short write after
+        which the caller's retry succeeds, and ``inject("pwrite", errno.ENOSPC, short=5,
+        times=2)`` is a short write followed by ENOSPC, as a filling disk does.
+
+        :raises ValueError: ``short`` on an operation other than pwrite, or nothing to inject.
+        :return: the :class:`Fault`, to inspect (``seen``, ``fired``) or ``remove()``.
+        """
+        if short is not None and op != "pwrite":
+            raise ValueError("short= only applies to pwrite")
+        if short is None and error is None:
+            raise ValueError("give an error, or short= for a short write")
+        if after < 0 or (times is not None and times < 0) or (short is not None and short < 0):
+            raise ValueError("after, times and short must be >= 0")
+        fault = Fault(self, op, error, after, times, path_contains, short)
+        with self._mutex:
+            self._faults.append(fault)
+        return fault
+
+    def block(self, op: str, *, path_contains: str | None = None, after: int = 0) -> Gate:
+        """Park calls of method ``op`` (the ones after the first ``after`` matching calls)
+        in their thread until the returned gate is released.
+
+        ``await gate.wait_entered()`` returns once a call is parked.
+        """
+        gate = Gate(op, path_contains, after)
+        with self._mutex:
+            self._gates.append(gate)
+        return gate
+
+    def clear(self) -> None:
+        """Remove every fault and gate; gates are released first, so nothing stays parked."""
+        with self._mutex:
+            gates, self._gates = self._gates, []
+            self._faults.clear()
+        for gate in gates:
+            gate.release()
+
+    def _remove_fault(self, fault: Fault) -> None:
+        with self._mutex:
+            if fault in self._faults:
+                self._faults.remove(fault)
+
+    # -- the checkpoint every call goes through --------------------------------------------
+
+    def _before(self, op: str, *paths: str) -> Fault | None:
+        """Count the call, park it at matching gates, and return the fault that fires, if any."""
+        with self._mutex:
+            self.calls[op] += 1
+            gates = [g for g in self._gates if g.op == op and _matches(g.path_contains, paths)]
+            parked = [g for g in gates if g._counts()]
+            firing = None
+            for fault in self._faults:
+                if fault.op != op or not _matches(fault.path_contains, paths):
+                    continue
+                fault.seen += 1
+                if (
+                    firing is None
+                    and fault.seen > fault.after
+                    and (fault.times is None or fault.fired < fault.times)
+                ):
+                    fault.fired += 1
+                    firing = fault
+        for gate in parked:
+            gate._enter()
+        return firing
+
+    def _check(self, op: str, *paths: str) -> None:
+        fault = self._before(op, *paths)
+        if fault is not None:
+            assert fault.error is not None
+            raise _oserror(fault.error)
+
+    def _fd_path(self, fd: int) -> str:
+        with self._mutex:
+            return self._paths.get(fd, "")
+
+    # -- FileOps -------------------------------------------------------------------------
+
+    def makedirs(self, path: str) -> None:
+        self._check("makedirs", path)
+        self.base.makedirs(path)
+
+    def listdir(self, path: str) -> list[str]:
+        self._check("listdir", path)
+        return self.base.listdir(path)
+
+    def exists(self, path: str) -> bool:
+        self._check("exists", path)
+        return self.base.exists(path)
+
+    def open(self, path: str, *, create: bool = False, exclusive: bool = False) -> int:
+        self._check("open", path)
+        fd = self.base.open(path, create=create, exclusive=exclusive)
+        with self._mutex:
+            self._paths[fd] = path
+        return fd
+
+    def open_readonly(self, path: str) -> int:
+        self._check("open_readonly", path)
+        fd = self.base.open_readonly(path)
+        with self._mutex:
+            self._paths[fd] = path
+        return fd
+
+    def close(self, fd: int) -> None:
+        fault = self._before("close", self._fd_path(fd))
+        with self._mutex:
+            self._paths.pop(fd, None)
+        self.base.close(fd)
+        if fault is not None:
+            assert fault.error is not None
+            raise _oserror(fault.error)
+
+    def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
+        fault = self._before("pwrite", self._fd_path(fd))
+        if fault is not None:
+            if fault.short is not None and (fault.fired == 1 or fault.error is None):
+                k = min(fault.short, len(data))
+                if k == 0:
+                    return 0
+                return self.base.pwrite(fd, memoryview(data)[:k], offset)
+            assert fault.error is not None
+            raise _oserror(fault.error)
+        return self.base.pwrite(fd, data, offset)
+
+    def pread(self, fd: int, size: int, offset: int) -> bytes:
+        self._check("pread", self._fd_path(fd))
+        return self.base.pread(fd, size, offset)
+
+    def size(self, fd: int) -> int:
+        self._check("size", self._fd_path(fd))
+        return self.base.size(fd)
+
+    def truncate(self, fd: int, size: int) -> None:
+        self._check("truncate", self._fd_path(fd))
+        self.base.truncate(fd, size)
+
+    def sync(self, fd: int) -> None:
+        self._check("sync", self._fd_path(fd))
+        self.base.sync(fd)
+
+    def sync_dir(self, path: str) -> None:
+        self._check("sync_dir", path)
+        self.base.sync_dir(path)
+
+    def rename(self, src: str, dst: str) -> None:
+        self._check("rename", src, dst)
+        self.base.rename(src, dst)
+
+    def unlink(self, path: str) -> None:
+        self._check("unlink", path)
+        self.base.unlink(path)
+
+    def lock(self, path: str) -> int:
+        self._check("lock", path)
+        handle = self.base.lock(path)
+        with self._mutex:
+            self._lock_paths[handle] = path
+        return handle
+
+    def unlock(self, handle: int) -> None:
+        with self._mutex:
+            path = self._lock_paths.get(handle, "")
+        self._check("unlock", path)
+        self.base.unlock(handle)
+        with self._mutex:
+            self._lock_paths.pop(handle, None)
+
+    def open_reader(self, path: str) -> AsyncReader:
+        self._check("open_reader", path)
+        return self.base.open_reader(path)
