@@ -25,7 +25,7 @@ from ._format import FORMAT_VERSION as FORMAT_VERSION
 from ._log import Checkpoint as Checkpoint
 from ._log import Log as Log
 from ._log import Stats as Stats
-from ._log import open as open  # noqa: A004 - the API's name
+from ._log import open as open
 from ._options import Durability as Durability
 from ._options import Options as Options
 from ._reader import Record as Record

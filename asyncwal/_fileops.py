@@ -229,4 +229,3 @@ class OsFileOps:
 
     def open_reader(self, path: str) -> AsyncReader:
         return _AiofilesReader(path)
-

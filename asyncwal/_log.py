@@ -28,10 +28,9 @@ import statistics
 import struct
 import warnings
 from collections import deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Final, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
 import google_crc32c
 
@@ -48,6 +47,9 @@ from ._options import Durability, Options
 from ._reader import Record, read_segment
 from ._recovery import RecoveredLog, RecoveryReport, max_frame_length, recover
 from ._segment import SegmentWriter
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 
 __all__ = ("Checkpoint", "Log", "Stats", "open")
 
@@ -266,8 +268,10 @@ class Log:
 
     # -- appending -------------------------------------------------------------------------
 
-    def append(self, data: bytes | bytearray | memoryview, durability: Durability | None = None) -> Awaitable[int]:
-        """Append one record; the returned awaitable gives its seq once it reaches its level.
+    def append(
+        self, data: bytes | bytearray | memoryview, durability: Durability | None = None
+    ) -> asyncio.Future[int]:
+        """Append one record; the returned future gives its seq once it reaches its level.
 
         The record is accepted when ``append()`` is called, not when it is awaited: seqs are
         taken in call order. It is then awaited until the record reaches ``durability``
@@ -316,7 +320,7 @@ class Log:
             self._wake()
         return fut
 
-    def append_batch(self, records: Iterable[bytes | bytearray | memoryview]) -> Awaitable[list[int]]:
+    def append_batch(self, records: Iterable[bytes | bytearray | memoryview]) -> asyncio.Future[list[int]]:
         """Append records atomically; the awaitable gives their seqs once they are on ``DISK``.
 
         The records get consecutive seqs, even with other appenders running, and are written
@@ -335,7 +339,9 @@ class Log:
         payloads = [r if type(r) is bytes else _to_bytes(r) for r in records]
         for p in payloads:
             if len(p) > self._max_record:
-                raise RecordTooLargeError(f"record of {len(p)} bytes exceeds max_record_size={self._max_record}")
+                raise RecordTooLargeError(
+                    f"record of {len(p)} bytes exceeds max_record_size={self._max_record}"
+                )
         fut: asyncio.Future[list[int]] = self._loop.create_future()
         if not payloads:
             fut.set_result([])
@@ -476,7 +482,9 @@ class Log:
             start = self._checkpoint.seq + 1 if self._checkpoint is not None else None
         return self._read(self.first_seq if start is None else start, lambda: self._written_seq, follow=False)
 
-    def follow(self, start: int | None = None, *, durability: Durability = Durability.OS) -> AsyncIterator[Record]:
+    def follow(
+        self, start: int | None = None, *, durability: Durability = Durability.OS
+    ) -> AsyncIterator[Record]:
         """Iterate over the records from ``start`` and then wait for new ones, forever.
 
         A record is yielded once it has reached ``durability``. Waiting costs nothing: the
@@ -531,7 +539,9 @@ class Log:
                     seq = rec.seq + 1
                     yield rec
             except FileNotFoundError:
-                raise TruncatedError(f"segment {path} was removed by truncate_before before it was read") from None
+                raise TruncatedError(
+                    f"segment {path} was removed by truncate_before before it was read"
+                ) from None
             finally:
                 await reader.close()
 
@@ -540,7 +550,9 @@ class Log:
         while seq > limit():
             if self._state == _FAILED:
                 raise self._unusable()
-            if self._state == _CLOSED or (self._closing and self._close_task is not None and self._close_task.done()):
+            if self._state == _CLOSED or (
+                self._closing and self._close_task is not None and self._close_task.done()
+            ):
                 return False
             if self._progress is None:
                 self._progress = asyncio.Event()
@@ -878,7 +890,9 @@ def _quantile(sorted_values: Sequence[float], q: float) -> float:
         return 0.0
     if len(sorted_values) == 1:
         return float(sorted_values[0])
-    return float(statistics.quantiles(sorted_values, n=1000, method="inclusive")[min(998, round(q * 1000) - 1)])
+    return float(
+        statistics.quantiles(sorted_values, n=1000, method="inclusive")[min(998, round(q * 1000) - 1)]
+    )
 
 
 def _to_bytes(data: object) -> bytes:
@@ -947,7 +961,9 @@ def _prepare(ops: FileOps, path: str, opts: Options) -> tuple[int, RecoveredLog,
     ops.makedirs(path)
     lock = ops.lock(os.path.join(path, LOCK_NAME))
     try:
-        recovered = recover(ops, path, opts.recovery, max_frame_length(opts.max_record_size, opts.max_batch_bytes))
+        recovered = recover(
+            ops, path, opts.recovery, max_frame_length(opts.max_record_size, opts.max_batch_bytes)
+        )
         writer = SegmentWriter(ops, path, opts.segment_size, opts.preallocate)
         writer.slow_fsync_seconds = opts.slow_fsync_seconds
         if recovered.segments:
@@ -961,7 +977,7 @@ def _prepare(ops: FileOps, path: str, opts: Options) -> tuple[int, RecoveredLog,
     return lock, recovered, writer
 
 
-def open(path: str | os.PathLike[str], **options: Any) -> _Opener:  # noqa: A001 - the API's name
+def open(path: str | os.PathLike[str], **options: Any) -> _Opener:
     """Open (creating if needed) the log in directory ``path``.
 
     ``await asyncwal.open(path)`` gives a :class:`Log`; ``async with asyncwal.open(path) as
@@ -973,4 +989,3 @@ def open(path: str | os.PathLike[str], **options: Any) -> _Opener:  # noqa: A001
     :raises CorruptLogError: damage that the recovery mode does not allow to be cut
     """
     return _Opener(path, Options(**options))
-

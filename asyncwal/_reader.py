@@ -7,14 +7,17 @@ chunks, and every frame's CRC is checked again: bytes can rot at rest.
 from __future__ import annotations
 
 import struct
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 import google_crc32c
 
 from ._errors import CorruptLogError
-from ._fileops import AsyncReader
 from ._format import BATCH, DATA, SEGMENT_HEADER_SIZE, FormatError, decode_batch, decode_segment_header
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Awaitable, Callable
+
+    from ._fileops import AsyncReader
 
 __all__ = ("READ_CHUNK", "Record", "read_segment")
 
@@ -99,7 +102,9 @@ async def read_segment(
         pos = end
 
 
-async def _refill(reader: AsyncReader, buf: bytes, base: int, pos: int, need: int) -> tuple[bytes, int, int, bool]:
+async def _refill(
+    reader: AsyncReader, buf: bytes, base: int, pos: int, need: int
+) -> tuple[bytes, int, int, bool]:
     """Drop the consumed part of ``buf`` and read on, at least up to ``need`` bytes from ``pos``.
 
     :return: ``(buf, base, pos, grew)``; ``grew`` is False if the file had nothing more

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from ._errors import CorruptLogError
 from ._fileops import FileOps, read_all
 from ._format import (
-    BAD,
     BATCH,
     DATA,
     END,
@@ -101,7 +100,9 @@ def scan_segment(path: str, buf: bytes, name_seq: int, max_length: int, *, count
     except FormatError as exc:
         return SegmentScan(path, name_seq, 0, name_seq, len(buf), f"bad segment header: {exc}")
     if first != name_seq:
-        return SegmentScan(path, name_seq, 0, name_seq, len(buf), f"header says first seq {first}, name {name_seq}")
+        return SegmentScan(
+            path, name_seq, 0, name_seq, len(buf), f"header says first seq {first}, name {name_seq}"
+        )
     pos = SEGMENT_HEADER_SIZE
     seq = first
     while True:
@@ -235,8 +236,8 @@ def recover(ops: FileOps, directory: str, mode: str, max_length: int) -> Recover
     if report is not None:
         log = logger.warning if report.records_dropped or report.segments_removed else logger.info
         log(
-            "asyncwal: recovery cut %s at offset %d (%s): %d bytes, %d valid-looking records after the damage, "
-            "%d later segments removed",
+            "asyncwal: recovery cut %s at offset %d (%s): %d bytes, "
+            "%d valid-looking records after the damage, %d later segments removed",
             report.segment,
             report.offset,
             report.reason,
@@ -251,7 +252,9 @@ def recover(ops: FileOps, directory: str, mode: str, max_length: int) -> Recover
 
 def _check_cuttable(mode: str, path: str, offset: int, reason: str, last: bool) -> None:
     if mode == "strict":
-        raise CorruptLogError(f"damaged log ({reason}); recovery mode 'strict' cuts nothing", segment=path, offset=offset)
+        raise CorruptLogError(
+            f"damaged log ({reason}); recovery mode 'strict' cuts nothing", segment=path, offset=offset
+        )
     if mode == "tolerate_tail" and not last:
         raise CorruptLogError(
             f"damage in a segment that is not the last ({reason}); "
@@ -278,4 +281,3 @@ def _nonzero_extent(buf: bytes, start: int) -> int:
     """Bytes from ``start`` to the last non-zero byte (the cut, not counting zero fill)."""
     stripped = buf[start:].rstrip(b"\0")
     return len(stripped)
-

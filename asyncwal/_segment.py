@@ -20,7 +20,7 @@ import os
 import struct
 import time
 from collections import deque
-from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from ._fileops import FileOps, write_all
 from ._format import (
@@ -31,6 +31,9 @@ from ._format import (
     encode_segment_header,
     segment_name,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = ("PREALLOCATE_STEP", "SegmentWriter", "write_file_atomically")
 
@@ -125,7 +128,9 @@ class SegmentWriter:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def write_group(self, parts: Sequence[bytes], nbytes: int, last_seq: int, sync: bool) -> tuple[list[int], int]:
+    def write_group(
+        self, parts: Sequence[bytes], nbytes: int, last_seq: int, sync: bool
+    ) -> tuple[list[int], int]:
         """Write a group of frames, rotating where a segment fills up.
 
         :param parts: frames as alternating header and payload parts, in seq order
@@ -139,7 +144,9 @@ class SegmentWriter:
         """
         created: list[int] = []
         durable = 0
-        if self.offset + nbytes <= self._segment_size or self.offset == SEGMENT_HEADER_SIZE and len(parts) == 2:
+        if self.offset + nbytes <= self._segment_size or (
+            self.offset == SEGMENT_HEADER_SIZE and len(parts) == 2
+        ):
             self._append(b"".join(parts) if len(parts) > 2 else parts[0] + parts[1])
         else:
             chunk: list[bytes] = []

@@ -1,0 +1,70 @@
+"""Shared fixtures: every async test runs under the default asyncio loop and under uvloop,
+and every storage test runs on the real file system and on the in-memory one."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from asyncwal.testing import FaultyFileOps, MemoryFileOps
+
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+
+
+def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, LoopFactory]:
+    factories: dict[str, LoopFactory] = {"asyncio": asyncio.new_event_loop}
+    if sys.platform != "win32":
+        import uvloop
+
+        factories["uvloop"] = uvloop.new_event_loop
+    return factories
+
+
+class Backend:
+    """Where a test's log lives: real files under tmp_path, or MemoryFileOps."""
+
+    def __init__(self, kind: str, tmp_path: Path) -> None:
+        self.kind = kind
+        self.memory = MemoryFileOps() if kind == "memory" else None
+        self.path = "/mem/wal" if kind == "memory" else str(tmp_path / "wal")
+
+    def options(self, **extra: Any) -> dict[str, Any]:
+        """Keyword arguments for asyncwal.open() on this backend."""
+        opts: dict[str, Any] = {}
+        if self.memory is not None:
+            opts["file_ops"] = self.memory
+        opts.update(extra)
+        return opts
+
+    def faulty(self) -> FaultyFileOps:
+        """A FaultyFileOps over this backend's file system."""
+        return FaultyFileOps(self.memory)
+
+    def read(self, name: str) -> bytes:
+        if self.memory is not None:
+            return self.memory.read_bytes(f"{self.path}/{name}")
+        return (Path(self.path) / name).read_bytes()
+
+    def write(self, name: str, data: bytes) -> None:
+        if self.memory is not None:
+            self.memory.write_bytes(f"{self.path}/{name}", data)
+        else:
+            (Path(self.path) / name).write_bytes(data)
+
+    def names(self) -> list[str]:
+        if self.memory is not None:
+            return sorted(self.memory.files(self.path))
+        return sorted(p.name for p in Path(self.path).iterdir())
+
+    def segments(self) -> list[str]:
+        return [n for n in self.names() if n.endswith(".wal")]
+
+
+@pytest.fixture(params=["os", "memory"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return Backend(request.param, tmp_path)
