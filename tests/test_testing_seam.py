@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import random
 import threading
 from typing import TYPE_CHECKING
 
@@ -16,16 +17,16 @@ import pytest
 
 from asyncwal._errors import LogLockedError
 from asyncwal._fileops import FileOps, OsFileOps, read_all, write_all
-from asyncwal.testing import FaultyFileOps, MemoryFileOps
+from asyncwal.testing import FaultyFileOps, MemoryFileOps, PowerLossFileOps
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-Backend = tuple[FileOps, str]
+FsRoot = tuple[FileOps, str]
 
 
 @pytest.fixture(params=["memory", "os"])
-def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+def fs(request: pytest.FixtureRequest, tmp_path: Path) -> FsRoot:
     """A FileOps and an existing, empty directory in it."""
     root = str(tmp_path / "d")
     ops: FileOps = MemoryFileOps() if request.param == "memory" else OsFileOps()
@@ -43,8 +44,8 @@ def _structural_typing_check() -> None:
 # -- POSIX semantics, both backends ------------------------------------------------------
 
 
-def test_makedirs_listdir_exists(backend: Backend) -> None:
-    ops, root = backend
+def test_makedirs_listdir_exists(fs: FsRoot) -> None:
+    ops, root = fs
     sub = os.path.join(root, "a", "b")
     ops.makedirs(sub)
     ops.makedirs(sub)  # existing is fine
@@ -60,8 +61,8 @@ def test_makedirs_listdir_exists(backend: Backend) -> None:
         ops.makedirs(os.path.join(sub, "f"))
 
 
-def test_open_create_and_exclusive(backend: Backend) -> None:
-    ops, root = backend
+def test_open_create_and_exclusive(fs: FsRoot) -> None:
+    ops, root = fs
     path = os.path.join(root, "f")
     with pytest.raises(FileNotFoundError):
         ops.open(path)
@@ -79,8 +80,8 @@ def test_open_create_and_exclusive(backend: Backend) -> None:
         ops.open(root)
 
 
-def test_pwrite_gap_is_zero_filled_and_pread_is_short_at_eof(backend: Backend) -> None:
-    ops, root = backend
+def test_pwrite_gap_is_zero_filled_and_pread_is_short_at_eof(fs: FsRoot) -> None:
+    ops, root = fs
     fd = ops.open(os.path.join(root, "f"), create=True)
     assert ops.pwrite(fd, b"abc", 0) == 3
     assert ops.pwrite(fd, memoryview(b"xyz"), 6) == 3
@@ -93,8 +94,8 @@ def test_pwrite_gap_is_zero_filled_and_pread_is_short_at_eof(backend: Backend) -
     ops.close(fd)
 
 
-def test_truncate_shrinks_and_grows_with_zeros(backend: Backend) -> None:
-    ops, root = backend
+def test_truncate_shrinks_and_grows_with_zeros(fs: FsRoot) -> None:
+    ops, root = fs
     fd = ops.open(os.path.join(root, "f"), create=True)
     write_all(ops, fd, b"0123456789", 0)
     ops.truncate(fd, 4)
@@ -105,8 +106,8 @@ def test_truncate_shrinks_and_grows_with_zeros(backend: Backend) -> None:
     ops.close(fd)
 
 
-def test_readonly_descriptor_refuses_writes(backend: Backend) -> None:
-    ops, root = backend
+def test_readonly_descriptor_refuses_writes(fs: FsRoot) -> None:
+    ops, root = fs
     path = os.path.join(root, "f")
     ops.close(ops.open(path, create=True))
     fd = ops.open_readonly(path)
@@ -116,8 +117,8 @@ def test_readonly_descriptor_refuses_writes(backend: Backend) -> None:
     ops.close(fd)
 
 
-def test_closed_descriptor_is_ebadf(backend: Backend) -> None:
-    ops, root = backend
+def test_closed_descriptor_is_ebadf(fs: FsRoot) -> None:
+    ops, root = fs
     fd = ops.open(os.path.join(root, "f"), create=True)
     ops.close(fd)
     with pytest.raises(OSError, match="Bad file descriptor") as exc_info:
@@ -125,8 +126,8 @@ def test_closed_descriptor_is_ebadf(backend: Backend) -> None:
     assert exc_info.value.errno == errno.EBADF
 
 
-def test_rename_replaces_atomically_and_descriptors_follow_the_inode(backend: Backend) -> None:
-    ops, root = backend
+def test_rename_replaces_atomically_and_descriptors_follow_the_inode(fs: FsRoot) -> None:
+    ops, root = fs
     a, b = os.path.join(root, "a"), os.path.join(root, "b")
     fa = ops.open(a, create=True)
     write_all(ops, fa, b"new", 0)
@@ -146,8 +147,8 @@ def test_rename_replaces_atomically_and_descriptors_follow_the_inode(backend: Ba
     ops.sync_dir(root)
 
 
-def test_unlink_keeps_open_descriptors_working(backend: Backend) -> None:
-    ops, root = backend
+def test_unlink_keeps_open_descriptors_working(fs: FsRoot) -> None:
+    ops, root = fs
     path = os.path.join(root, "f")
     fd = ops.open(path, create=True)
     write_all(ops, fd, b"data", 0)
@@ -160,8 +161,8 @@ def test_unlink_keeps_open_descriptors_working(backend: Backend) -> None:
         ops.unlink(path)
 
 
-def test_lock_is_exclusive_until_unlocked(backend: Backend) -> None:
-    ops, root = backend
+def test_lock_is_exclusive_until_unlocked(fs: FsRoot) -> None:
+    ops, root = fs
     path = os.path.join(root, "LOCK")
     handle = ops.lock(path)
     assert ops.exists(path)
@@ -174,8 +175,8 @@ def test_lock_is_exclusive_until_unlocked(backend: Backend) -> None:
     ops.unlock(other)
 
 
-async def test_open_reader_reads_and_seeks(backend: Backend) -> None:
-    ops, root = backend
+async def test_open_reader_reads_and_seeks(fs: FsRoot) -> None:
+    ops, root = fs
     path = os.path.join(root, "f")
     fd = ops.open(path, create=True)
     write_all(ops, fd, b"0123456789", 0)
@@ -448,3 +449,209 @@ async def test_clear_releases_parked_calls(faulty: FaultyFileOps) -> None:
     faulty.clear()
     assert await task == 3
     assert gate.released
+
+
+# -- PowerLossFileOps: the crash model alone ----------------------------------------------------
+
+SEEDS = range(200)
+
+
+def _outcomes(ops: PowerLossFileOps, at: int | None = None) -> list[dict[str, bytes]]:
+    state = ops.state(at)
+    return [state.sample(random.Random(seed)) for seed in SEEDS]
+
+
+def test_powerloss_live_file_system_is_unaffected() -> None:
+    ops = PowerLossFileOps()
+    ops.makedirs("/w")
+    fd = ops.open("/w/f", create=True)
+    write_all(ops, fd, b"hello", 0)
+    assert ops.read_bytes("/w/f") == b"hello"
+    assert ops.crash_points() == 2  # create, write
+    assert ops.describe(1) == "#1 create /w/f"
+    assert ops.describe(2) == "#2 pwrite /w/f @0 +5"
+
+
+def test_synced_data_always_survives_and_unsynced_sometimes_does_not() -> None:
+    ops = PowerLossFileOps()
+    ops.makedirs("/w")
+    fd = ops.open("/w/f", create=True)
+    ops.pwrite(fd, b"A" * 1000, 0)
+    ops.sync(fd)
+    ops.sync_dir("/w")
+    ops.pwrite(fd, b"B" * 1000, 1000)
+    seen = set()
+    for image in _outcomes(ops):
+        data = image["/w/f"]
+        assert data[:1000] == b"A" * 1000  # synced bytes, always
+        seen.add(len(data))
+    assert 1000 in seen  # the unsynced write was sometimes lost entirely
+    assert 2000 in seen  # and sometimes survived
+    ops.sync(fd)
+    assert all(image["/w/f"] == b"A" * 1000 + b"B" * 1000 for image in _outcomes(ops))
+
+
+def test_unsynced_overwrite_never_damages_bytes_outside_the_write() -> None:
+    """Torn writes and garbage stay inside the written range ("powersafe overwrite")."""
+    ops = PowerLossFileOps()
+    ops.makedirs("/w")
+    fd = ops.open("/w/f", create=True)
+    base = bytes(range(256)) * 16  # 4096 bytes, 8 sectors
+    ops.pwrite(fd, base, 0)
+    ops.sync(fd)
+    ops.sync_dir("/w")
+    ops.pwrite(fd, b"\xff" * 700, 600)  # covers parts of sectors 1..2
+    garbage = False
+    for image in _outcomes(ops):
+        data = image["/w/f"]
+        assert len(data) == 4096
+        assert data[:600] == base[:600]
+        assert data[1300:] == base[1300:]
+        middle = data[600:1300]
+        garbage |= any(b not in (0xFF, base[600 + i]) for i, b in enumerate(middle))
+    assert garbage  # a torn sector sometimes holds garbage
+
+
+def test_torn_writes_are_not_always_a_prefix() -> None:
+    """Sectors of one unsynced write can land out of order: the later one without the earlier."""
+    ops = PowerLossFileOps()
+    ops.makedirs("/w")
+    fd = ops.open("/w/f", create=True)
+    ops.sync(fd)
+    ops.sync_dir("/w")
+    ops.pwrite(fd, b"\x11" * 512 + b"\x22" * 512, 0)
+    patterns = set()
+    for image in _outcomes(ops):
+        data = image["/w/f"]
+        if len(data) == 1024:
+            patterns.add((data[:512] == b"\x11" * 512, data[512:] == b"\x22" * 512))
+    assert (False, True) in patterns  # second sector on disk, first not
+    assert (True, True) in patterns
+    assert (True, False) in patterns
+
+
+def test_created_file_name_is_durable_only_after_sync_dir() -> None:
+    ops = PowerLossFileOps()
+    ops.makedirs("/w")
+    fd = ops.open("/w/f", create=True)
+    ops.pwrite(fd, b"data", 0)
+    ops.sync(fd)  # fdatasync does not make the name durable
+    present = [("/w/f" in image) for image in _outcomes(ops)]
+    assert any(present)
+    assert not all(present)
+    assert all(image["/w/f"] == b"data" for image in _outcomes(ops) if "/w/f" in image)
+    ops.sync_dir("/w")
+    assert all(image == {"/w/f": b"data"} for image in _outcomes(ops))
+
+
+def test_rename_without_sync_dir_is_sometimes_lost() -> None:
+    ops = PowerLossFileOps({"/w/META": b"old"})
+    fd = ops.open("/w/META.tmp", create=True)
+    ops.pwrite(fd, b"new", 0)
+    ops.sync(fd)
+    ops.sync_dir("/w")
+    ops.rename("/w/META.tmp", "/w/META")
+    metas = {image.get("/w/META") for image in _outcomes(ops)}
+    assert metas == {b"old", b"new"}  # atomic per name: never a mix, never missing
+    ops.sync_dir("/w")
+    assert all(image == {"/w/META": b"new"} for image in _outcomes(ops))
+
+
+def test_unlink_without_sync_dir_is_sometimes_undone() -> None:
+    ops = PowerLossFileOps()
+    ops.makedirs("/w")
+    fd = ops.open("/w/old", create=True)
+    ops.pwrite(fd, b"x", 0)
+    ops.sync(fd)
+    ops.sync_dir("/w")
+    ops.unlink("/w/old")
+    present = {("/w/old" in image) for image in _outcomes(ops)}
+    assert present == {True, False}
+    ops.sync_dir("/w")
+    assert all(image == {} for image in _outcomes(ops))
+
+
+def test_sync_dir_of_another_directory_does_not_help() -> None:
+    ops = PowerLossFileOps()
+    ops.makedirs("/w/a")
+    ops.makedirs("/w/b")
+    ops.close(ops.open("/w/a/f", create=True))
+    ops.sync_dir("/w/b")
+    assert {("/w/a/f" in image) for image in _outcomes(ops)} == {True, False}
+
+
+def test_unsynced_truncate_leaves_the_old_or_the_new_size() -> None:
+    ops = PowerLossFileOps({"/w/f": b"0123456789"})
+    fd = ops.open("/w/f")
+    ops.truncate(fd, 4)
+    # The size change is on disk or not; the dropped bytes may read back as zeros.
+    assert {image["/w/f"] for image in _outcomes(ops)} == {b"0123", b"0123456789", b"0123" + bytes(6)}
+
+
+def test_initial_image_is_durable_and_not_a_crash_point() -> None:
+    ops = PowerLossFileOps({"/w/seg": b"abc", "/w/x/y": b"z"})
+    assert ops.crash_points() == 0
+    assert ops.image(0) == {"/w/seg": b"abc", "/w/x/y": b"z"}
+    assert ops.listdir("/w") == ["seg", "x"]
+
+
+def test_durable_image_is_only_synced_data_under_synced_names() -> None:
+    ops = PowerLossFileOps()
+    ops.makedirs("/w")
+    a = ops.open("/w/a", create=True)
+    ops.pwrite(a, b"synced", 0)
+    ops.sync(a)
+    ops.sync_dir("/w")
+    ops.pwrite(a, b"-unsynced", 6)
+    b = ops.open("/w/b", create=True)
+    ops.pwrite(b, b"named nowhere durable", 0)
+    ops.sync(b)
+    assert ops.durable_image() == {"/w/a": b"synced"}
+    at_sync_dir = 4  # create a, write, sync, sync_dir
+    assert ops.describe(at_sync_dir) == "#4 sync_dir /w"
+    assert ops.durable_image(at_sync_dir - 1) == {}
+    assert ops.image(0) == {}
+
+
+def test_images_are_deterministic_and_states_match_image() -> None:
+    ops = PowerLossFileOps()
+    ops.makedirs("/w")
+    fds = [ops.open(f"/w/f{i}", create=True) for i in range(3)]
+    for i in range(60):
+        fd = fds[i % 3]
+        ops.pwrite(fd, bytes([i]) * (100 + i * 37), i * 50)
+        if i % 7 == 0:
+            ops.sync(fd)
+        if i % 11 == 0:
+            ops.sync_dir("/w")
+        if i == 30:
+            ops.rename("/w/f1", "/w/g1")
+    n = ops.crash_points()
+    for at, state in ops.states(range(0, n + 1, 5)):
+        first = state.sample(random.Random(f"seed:{at}"))
+        assert first == ops.image(at, random.Random(f"seed:{at}"))
+        assert first == state.sample(random.Random(f"seed:{at}"))  # sampling does not mutate
+    with pytest.raises(ValueError, match="out of order"):
+        list(ops.states([3, 2]))
+
+
+def test_crash_gives_a_file_system_with_every_directory() -> None:
+    ops = PowerLossFileOps()
+    ops.makedirs("/w/empty")
+    ops.makedirs("/w/log")
+    ops.close(ops.open("/w/log/f", create=True))
+    crashed = ops.crash(0, random.Random(1))
+    assert crashed.listdir("/w") == ["empty", "log"]
+    assert crashed.listdir("/w/log") == []
+    assert not isinstance(crashed, PowerLossFileOps)
+
+
+def test_powerloss_lock_and_unlock_are_recorded_like_files() -> None:
+    ops = PowerLossFileOps()
+    ops.makedirs("/w")
+    handle = ops.lock("/w/LOCK")
+    with pytest.raises(LogLockedError):
+        ops.lock("/w/LOCK")
+    ops.unlock(handle)
+    assert ops.read_bytes("/w/LOCK") == b""
+    assert ops.describe(1) == "#1 create /w/LOCK"
