@@ -20,7 +20,7 @@ from ._log import open as open_log
 from ._options import Durability, Options
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
 __all__ = ("main",)
 
@@ -107,18 +107,18 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     directory = args.dir or tempfile.gettempdir()
     os.makedirs(directory, exist_ok=True)
     loop_name = "asyncio"
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
     if args.loop == "uvloop" or (args.loop == "auto" and _have_uvloop()):
         import uvloop
 
         loop_name = "uvloop"
-        runner = uvloop.run
-    else:
-        runner = asyncio.run
+        loop_factory = uvloop.new_event_loop
     workers = [int(w) for w in args.workers.split(",")]
     rows: list[BenchRow] = []
     for mode in ("sync", "batch", "none"):
         for w in workers:
-            row = runner(bench_cell(directory, mode, w, args.seconds, args.size))
+            with asyncio.Runner(loop_factory=loop_factory) as runner:
+                row = runner.run(bench_cell(directory, mode, w, args.seconds, args.size))
             rows.append(row)
             print(
                 f"  measured {mode:5} W={w:<4} {row.appends_per_s:>12,.0f} appends/s",
