@@ -301,9 +301,19 @@ class Log:
         if self._queued_bytes > self._max_pending or self._space_waiters:
             self._space_waiters.append((data, level, fut))
             return fut
-        # From here to the end: no await, no exception (seq order must be file order).
+        self._enqueue_record(data, level, fut)
+        if self._wakeup is not None:
+            self._wake()
+        return fut
+
+    def _enqueue_record(self, data: bytes, level: Durability, fut: asyncio.Future[int]) -> None:
+        """Give ``data`` the next seq, frame it and queue it; register ``fut`` for ``level``.
+
+        No await and no exception in here: seq order must be file order.
+        """
         seq = self._next_seq
         self._next_seq = seq + 1
+        n = len(data)
         tail = _tail_pack(n, seq, DATA)
         self._pending += (_u32_pack(_crc_extend(_crc(tail), data)) + tail, data)
         size = n + FRAME_HEADER_SIZE
@@ -316,9 +326,6 @@ class Log:
             self._os_q.append((seq, fut))
         else:
             fut.set_result(seq)
-        if self._wakeup is not None:
-            self._wake()
-        return fut
 
     def append_batch(self, records: Iterable[bytes | bytearray | memoryview]) -> asyncio.Future[list[int]]:
         """Append records atomically; the awaitable gives their seqs once they are on ``DISK``.
@@ -381,20 +388,7 @@ class Log:
             if isinstance(item, tuple):
                 self._enqueue_batch(item[0], item[1], fut)
                 continue
-            seq = self._next_seq
-            self._next_seq = seq + 1
-            tail = _tail_pack(len(item), seq, DATA)
-            self._pending += (_u32_pack(_crc_extend(_crc(tail), item)) + tail, item)
-            size = len(item) + FRAME_HEADER_SIZE
-            self._pending_bytes += size
-            self._queued_bytes += size
-            self._n_bytes += len(item)
-            if level is _DISK:
-                self._disk_q.append((seq, fut))
-            elif level is _OS:
-                self._os_q.append((seq, fut))
-            else:
-                fut.set_result(seq)
+            self._enqueue_record(item, level, fut)
         self._wake()
 
     # -- waiting ---------------------------------------------------------------------------
