@@ -1,0 +1,471 @@
+"""Tables (text and Markdown), asyncwal's ratios to each peer, the targets, and the plots.
+
+Ratios are ``asyncwal appends/s ÷ peer appends/s`` for the same record size and W, from the
+same run. A peer that runs on an event loop is compared with asyncwal on the same loop only;
+a peer without one (raw loops, redis-benchmark) with asyncwal on each loop.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ._harness import CellResult
+from ._subjects import SUBJECTS
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = (
+    "Target",
+    "evaluate_targets",
+    "fmt_rate",
+    "fmt_us",
+    "load_cells",
+    "plot_all",
+    "render_markdown",
+    "render_text",
+)
+
+ASYNCWAL_MODES = ("sync", "batch", "none")
+LOOPS = ("asyncio", "uvloop")
+
+
+def load_cells(doc: dict[str, Any]) -> list[CellResult]:
+    return [CellResult.from_json(c) for c in doc.get("cells", [])]
+
+
+# -- formatting ------------------------------------------------------------------------------
+
+
+def fmt_rate(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if v >= 1e6:
+        return f"{v / 1e6:.2f}M"
+    if v >= 1e4:
+        return f"{v / 1e3:.0f}k"
+    if v >= 1e3:
+        return f"{v / 1e3:.1f}k"
+    return f"{v:.0f}"
+
+
+def fmt_us(v: float | None) -> str:
+    if v is None:
+        return "-"
+    if v >= 1e6:
+        return f"{v / 1e6:.2f} s"
+    if v >= 1e4:
+        return f"{v / 1e3:.0f} ms"
+    if v >= 1e3:
+        return f"{v / 1e3:.1f} ms"
+    if v >= 10:
+        return f"{v:.0f} us"
+    return f"{v:.1f} us"
+
+
+def _fmt_num(v: float | None, digits: int = 1) -> str:
+    if v is None:
+        return "-"
+    if v >= 100:
+        return f"{v:,.0f}"
+    return f"{v:.{digits}f}"
+
+
+def fmt_ratio(v: float | None) -> str:
+    if v is None:
+        return ""
+    if v >= 100:
+        return f"{v:,.0f}x"
+    if v >= 10:
+        return f"{v:.1f}x"
+    return f"{v:.2f}x"
+
+
+def fmt_size(size: int) -> str:
+    if size >= 1024 and size % 1024 == 0:
+        return f"{size // 1024} KiB"
+    return f"{size} B"
+
+
+# -- selection ---------------------------------------------------------------------------------
+
+
+def _key(c: CellResult) -> tuple[int, int]:
+    return (c.size, c.workers)
+
+
+def _order(c: CellResult) -> tuple[int, int]:
+    names = list(SUBJECTS)
+    idx = names.index(c.subject) if c.subject in names else len(names)
+    return (idx, LOOPS.index(c.loop) if c.loop in LOOPS else -1)
+
+
+def _blocks(cells: list[CellResult]) -> list[tuple[int, int, list[CellResult]]]:
+    keys = sorted({_key(c) for c in cells})
+    return [(s, w, sorted((c for c in cells if _key(c) == (s, w)), key=_order)) for s, w in keys]
+
+
+def _find(
+    cells: list[CellResult], subject: str, loop: str | None, size: int, workers: int
+) -> CellResult | None:
+    for c in cells:
+        if c.subject == subject and c.loop == loop and c.size == size and c.workers == workers and c.ok:
+            return c
+    return None
+
+
+def _ratio(a: CellResult | None, b: CellResult | None) -> float | None:
+    if a is None or b is None or not b.appends_per_s:
+        return None
+    return a.appends_per_s / b.appends_per_s
+
+
+def _asyncwal_columns(cells: list[CellResult]) -> list[tuple[str, str]]:
+    present = {(c.subject, c.loop) for c in cells if c.subject.startswith("asyncwal-") and c.ok}
+    return [
+        (f"asyncwal-{m}", loop)
+        for m in ASYNCWAL_MODES
+        for loop in LOOPS
+        if (f"asyncwal-{m}", loop) in present
+    ]
+
+
+# -- tables --------------------------------------------------------------------------------------
+
+_COLS = (
+    "subject", "loop", "appends/s", "MB/s", "p50", "p99", "p99.9", "fsyncs/s", "rec/fsync", "CPU us/append",
+    "RSS MiB",
+)  # fmt: skip
+
+
+def _row(c: CellResult) -> list[str]:
+    name = c.subject
+    if c.skipped:
+        return [name, c.loop or "-", "skipped", "", "", "", "", "", "", "", ""]
+    if c.error:
+        return [name, c.loop or "-", "error", "", "", "", "", "", "", "", ""]
+    rss = c.rss_peak_mib
+    rss_s = _fmt_num(rss, 0) + (f" (+{c.server_rss_peak_mib:.0f} srv)" if c.server_rss_peak_mib else "")
+    return [
+        name,
+        c.loop or "-",
+        fmt_rate(c.appends_per_s),
+        _fmt_num(c.mb_per_s, 2),
+        fmt_us(c.p50_us),
+        fmt_us(c.p99_us),
+        fmt_us(c.p999_us),
+        fmt_rate(c.fsyncs_per_s),
+        _fmt_num(c.records_per_fsync),
+        _fmt_num(c.cpu_us_per_append, 2),
+        rss_s,
+    ]
+
+
+def _ratio_rows(block: list[CellResult], columns: list[tuple[str, str]]) -> list[list[str]]:
+    rows: list[list[str]] = []
+    for peer in block:
+        if peer.subject.startswith("asyncwal-") or not peer.ok:
+            continue
+        row = [peer.subject, peer.loop or "-"]
+        for subject, loop in columns:
+            if peer.loop is not None and peer.loop != loop:
+                row.append("")
+                continue
+            mine = _find(block, subject, loop, peer.size, peer.workers)
+            row.append(fmt_ratio(_ratio(mine, peer)))
+        rows.append(row)
+    return rows
+
+
+def _text_table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    left = 2  # subject and loop columns are left-aligned, the figures right-aligned
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(
+            c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        )
+
+    return "\n".join([line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    align = ["---" if i < 2 else "---:" for i in range(len(header))]
+    out = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
+    out += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def _problems(cells: list[CellResult]) -> list[str]:
+    return [
+        f"{c.subject} {c.loop or '-'} W={c.workers} {fmt_size(c.size)}: {c.skipped or c.error}"
+        for c in cells
+        if c.skipped or c.error
+    ]
+
+
+def render_text(doc: dict[str, Any]) -> str:
+    """The printed report: per (size, W) the figures, then asyncwal's ratios, then targets."""
+    cells = load_cells(doc)
+    columns = _asyncwal_columns(cells)
+    out: list[str] = []
+    for size, w, block in _blocks(cells):
+        out.append(f"\n== {fmt_size(size)} records, W={w} ==")
+        out.append(_text_table(list(_COLS), [_row(c) for c in block]))
+        rows = _ratio_rows(block, columns)
+        if columns and rows:
+            out.append(
+                "\nasyncwal appends/s ÷ peer appends/s (same loop; loop-free peers against both loops):"
+            )
+            out.append(_text_table(["peer", "loop", *(f"{s[9:]}/{lp}" for s, lp in columns)], rows))
+    problems = _problems(cells)
+    if problems:
+        out.append("\nnot measured:\n  " + "\n  ".join(problems))
+    targets = evaluate_targets(cells)
+    if targets:
+        out.append("\n== targets (128 B records, same run) ==")
+        out.append(_text_table(["target", "loop", "measured", "goal", "met"], [t.row() for t in targets]))
+    return "\n".join(out) + "\n"
+
+
+def render_markdown(doc: dict[str, Any], *, only: list[tuple[int, int]] | None = None) -> str:
+    """Markdown tables of the run (all blocks, or only the (size, W) pairs given)."""
+    cells = load_cells(doc)
+    columns = _asyncwal_columns(cells)
+    out: list[str] = []
+    for size, w, block in _blocks(cells):
+        if only is not None and (size, w) not in only:
+            continue
+        out.append(f"#### {fmt_size(size)} records, W = {w}\n")
+        out.append(_md_table(list(_COLS), [_row(c) for c in block]))
+        rows = _ratio_rows(block, columns)
+        if columns and rows:
+            out.append(
+                "\nasyncwal appends/s ÷ peer appends/s (same loop; loop-free peers against both loops):\n"
+            )
+            out.append(_md_table(["peer", "loop", *(f"{s[9:]}/{lp}" for s, lp in columns)], rows))
+        out.append("")
+    return "\n".join(out) + "\n"
+
+
+def render_targets_markdown(doc: dict[str, Any]) -> str:
+    targets = evaluate_targets(load_cells(doc))
+    return _md_table(["target", "loop", "measured", "goal", "met"], [t.row() for t in targets]) + "\n"
+
+
+# -- targets ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    name: str
+    loop: str
+    measured: float | None
+    goal: float
+    unit: str  #: "x" (ratio), "/s", "us"
+    below: bool = False  #: the goal is an upper bound
+
+    @property
+    def met(self) -> bool | None:
+        if self.measured is None:
+            return None
+        return self.measured < self.goal if self.below else self.measured >= self.goal
+
+    def row(self) -> list[str]:
+        def f(v: float | None) -> str:
+            if v is None:
+                return "not measured"
+            if self.unit == "x":
+                return fmt_ratio(v)
+            if self.unit == "us":
+                return fmt_us(v)
+            return fmt_rate(v) + "/s"
+
+        goal = ("< " if self.below else ">= ") + f(self.goal)
+        met = {True: "yes", False: "NO", None: "-"}[self.met]
+        return [self.name, self.loop, f(self.measured), goal, met]
+
+
+def evaluate_targets(cells: list[CellResult]) -> list[Target]:
+    """The issue's throughput and latency targets, from one run's 128 B cells."""
+    if not any(c.subject.startswith("asyncwal-") for c in cells):
+        return []
+    s = 128
+    out: list[Target] = []
+    for loop in LOOPS:
+        if (
+            _find(cells, "asyncwal-sync", loop, s, 256) is None
+            and _find(cells, "asyncwal-sync", loop, s, 1) is None
+        ):
+            continue
+        sync256 = _find(cells, "asyncwal-sync", loop, s, 256)
+        out.append(
+            Target(
+                "sync W=256 ÷ lock+to_thread",
+                loop,
+                _ratio(sync256, _find(cells, "tothread", loop, s, 256)),
+                50,
+                "x",
+            )
+        )
+        out.append(
+            Target(
+                "sync W=256 ÷ aiosqlite FULL",
+                loop,
+                _ratio(sync256, _find(cells, "sqlite-full", loop, s, 256)),
+                3,
+                "x",
+            )
+        )
+        out.append(
+            Target(
+                "sync W=256 ÷ redis-benchmark always",
+                loop,
+                _ratio(sync256, _find(cells, "redisbench-always", None, s, 256)),
+                5,
+                "x",
+            )
+        )
+        out.append(
+            Target("sync W=256 p99", loop, sync256.p99_us if sync256 else None, 1000, "us", below=True)
+        )
+        sync1 = _find(cells, "asyncwal-sync", loop, s, 1)
+        out.append(
+            Target(
+                "sync W=1 ÷ raw write+fdatasync (zero-filled)",
+                loop,
+                _ratio(sync1, _find(cells, "raw-fdatasync", None, s, 1)),
+                0.8,
+                "x",
+            )
+        )
+        out.append(
+            Target(
+                "sync W=1 ÷ raw write+fdatasync (growing file)",
+                loop,
+                _ratio(sync1, _find(cells, "raw-fdatasync-grow", None, s, 1)),
+                0.8,
+                "x",
+            )
+        )
+    batch = _find(cells, "asyncwal-batch", "uvloop", s, 256)
+    none = _find(cells, "asyncwal-none", "uvloop", s, 256)
+    out.append(
+        Target("batch W=256 appends/s", "uvloop", batch.appends_per_s if batch else None, 700_000, "/s")
+    )
+    out.append(
+        Target("none W=256 appends/s", "uvloop", none.appends_per_s if none else None, 1_200_000, "/s")
+    )
+    return out  # fmt: skip
+
+
+# -- plots -------------------------------------------------------------------------------------------
+
+_GROUP_COLORS = {
+    "asyncwal": "#d62728",
+    "raw": "#7f7f7f",
+    "byhand": "#8c564b",
+    "sqlite": "#1f77b4",
+    "redis": "#2ca02c",
+    "redisbench": "#17becf",
+}
+_MARKERS = "osD^v<>ph*"
+
+
+def _style(subject: str) -> dict[str, Any]:
+    info = SUBJECTS.get(subject)
+    group = info.group if info else "raw"
+    members = [n for n in SUBJECTS if SUBJECTS[n].group == group]
+    i = members.index(subject) if subject in members else 0
+    return {"color": _GROUP_COLORS.get(group, "black"), "marker": _MARKERS[i % len(_MARKERS)]}
+
+
+def _label(c: CellResult) -> str:
+    return c.subject + (f" ({c.loop})" if c.loop else "")
+
+
+def plot_all(doc: dict[str, Any], outdir: Path) -> list[Path]:
+    """Throughput-vs-W per record size, and latency CDFs; PNG files in ``outdir``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = [c for c in load_cells(doc) if c.ok]
+    outdir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    sizes = sorted({c.size for c in cells})
+    stamp = doc.get("started_utc", "")
+
+    for size in sizes:
+        panels = [
+            ("uvloop", "uvloop, and loop-free subjects"),
+            ("asyncio", "asyncio, and loop-free subjects"),
+        ]
+        fig, axes = plt.subplots(1, 2, figsize=(15, 6.5), sharey=True)
+        for ax, (loop, title) in zip(axes, panels, strict=True):
+            series: dict[str, list[CellResult]] = {}
+            for c in cells:
+                if c.size == size and c.loop in (loop, None):
+                    series.setdefault(c.subject, []).append(c)
+            for subject in SUBJECTS:
+                pts = sorted(series.get(subject, []), key=lambda c: c.workers)
+                if not pts:
+                    continue
+                st = _style(subject)
+                dashed = not SUBJECTS[subject].durable
+                ax.plot(
+                    [c.workers for c in pts], [c.appends_per_s for c in pts], label=subject,
+                    linestyle="--" if dashed else "-", **st,
+                )  # fmt: skip
+            ax.set_xscale("log", base=2)
+            ax.set_yscale("log")
+            ax.set_xlabel("W (concurrent appenders)")
+            ax.set_title(title)
+            ax.grid(True, which="both", alpha=0.3)
+        axes[0].set_ylabel("acknowledged appends/s")
+        handles, labels = axes[0].get_legend_handles_labels()
+        h2, l2 = axes[1].get_legend_handles_labels()
+        for h, lab in zip(h2, l2, strict=True):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+        fig.legend(handles, labels, loc="center right", fontsize=8)
+        fig.suptitle(f"Throughput vs W, {fmt_size(size)} records (dashed: not durable at ack) - {stamp}")
+        fig.tight_layout(rect=(0, 0, 0.84, 0.95))
+        path = outdir / f"throughput_{size}B.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+
+    # Latency CDFs on a "nines" axis: y = -log10(1 - p), so the tail gets room.
+    size = 128 if 128 in sizes else (sizes[0] if sizes else 0)
+    for w in sorted({c.workers for c in cells if c.size == size}):
+        fig, ax = plt.subplots(figsize=(11, 6.5))
+        for c in sorted((c for c in cells if c.size == size and c.workers == w), key=_order):
+            if c.loop == "asyncio" and _find(cells, c.subject, "uvloop", size, w) is not None:
+                continue  # one line per subject: uvloop where both were measured
+            curve = [(us, p) for p, us in c.cdf if p < 100.0 and us > 0]
+            if not curve:
+                continue
+            ys = [-math.log10(1.0 - p / 100.0) for _, p in curve]
+            st = _style(c.subject)
+            dashed = not SUBJECTS[c.subject].durable
+            xs = [us for us, _ in curve]
+            ax.plot(xs, ys, label=_label(c), linestyle="--" if dashed else "-", markersize=3, **st)
+        ticks = [0.0, 50.0, 90.0, 99.0, 99.9, 99.99]
+        ax.set_yticks([-math.log10(1.0 - p / 100.0) for p in ticks], [f"{p:g}" for p in ticks])
+        ax.set_xscale("log")
+        ax.set_xlabel("latency of one append, microseconds (taken by the caller)")
+        ax.set_ylabel("percentile")
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+        ax.set_title(f"Latency CDF, W={w}, {fmt_size(size)} records (dashed: not durable at ack) - {stamp}")
+        fig.tight_layout()
+        path = outdir / f"latency_cdf_W{w}_{size}B.png"
+        fig.savefig(path, dpi=90)
+        plt.close(fig)
+        written.append(path)
+    return written
