@@ -693,8 +693,9 @@ class Log:
         return seq < self._next_seq
 
     async def _run_control(self) -> None:
+        # A request leaves its list only once its I/O is done, so that _fail() reaches it.
         while self._truncations:
-            seq, tfut = self._truncations.pop(0)
+            seq, tfut = self._truncations[0]
             victims = [
                 self._segments[i] for i in range(len(self._segments) - 1) if self._segments[i + 1] <= seq
             ]
@@ -707,6 +708,7 @@ class Log:
                 if self._progress is not None:
                     self._progress.set()
                     self._progress = None
+            self._truncations.pop(0)
             if not tfut.done():
                 tfut.set_result(self.first_seq)
         ready = [c for c in self._checkpoints if c[0] <= self._written_seq]

@@ -211,3 +211,34 @@ async def test_unclosed_log_warns(tmp_path: Path) -> None:
     with pytest.warns(ResourceWarning, match="unclosed"):
         log.__del__()
     await log.close()
+
+
+@pytest.mark.parametrize("op", ["rename", "unlink", "sync_dir"])
+async def test_failed_truncation_fails_the_caller_instead_of_hanging(backend: Backend, op: str) -> None:
+    ops = backend.faulty()
+    log = await asyncwal.open(backend.path, **backend.options(file_ops=ops, segment_size=4096))
+    for _ in range(100):
+        await log.append(b"t" * 100)
+    ops.inject(op, errno.EIO)
+    with pytest.raises(asyncwal.LogFailedError) as exc_info:
+        await log.truncate_before(log.last_seq)
+    assert isinstance(exc_info.value.__cause__, OSError)
+    assert log.failed
+    await log.close()
+    ops.clear()
+    async with asyncwal.open(backend.path, **backend.options(segment_size=4096)) as again:
+        assert again.last_seq == 100  # every acknowledged record is still there
+
+
+async def test_failed_checkpoint_fails_the_caller(backend: Backend) -> None:
+    ops = backend.faulty()
+    log = await asyncwal.open(backend.path, **backend.options(file_ops=ops))
+    await log.append(b"x")
+    ops.inject("rename", errno.EIO)
+    with pytest.raises(asyncwal.LogFailedError):
+        await log.checkpoint(b"cp")
+    await log.close()
+    ops.clear()
+    async with asyncwal.open(backend.path, **backend.options()) as again:
+        assert again.last_checkpoint is None
+        assert again.last_seq == 1
