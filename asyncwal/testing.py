@@ -1082,7 +1082,8 @@ class PowerLossFileOps(MemoryFileOps):
         if sector_size <= 0:
             raise ValueError("sector_size must be positive")
         self._events: list[_Event] = []
-        self._paths_of: dict[int, str] = {}  # ino -> its latest path, for describe()
+        self._paths_of: dict[int, str] = {}  # ino -> its current path
+        self._event_paths: list[str] = []  # per event: the path of its file then, for describe()
         self.sector_size: Final = sector_size
         super().__init__()
         for path, data in (image or {}).items():
@@ -1095,6 +1096,8 @@ class PowerLossFileOps(MemoryFileOps):
             self._paths_of[event.ino] = event.path
         elif isinstance(event, _Rename):
             self._paths_of[event.ino] = event.dst
+        ino = getattr(event, "ino", None)
+        self._event_paths.append(self._paths_of.get(ino, f"inode {ino}") if isinstance(ino, int) else "")
 
     def _snapshot_events(self) -> list[_Event]:
         with self._mutex:
@@ -1112,14 +1115,14 @@ class PowerLossFileOps(MemoryFileOps):
             return "before the first operation"
         with self._mutex:
             event = self._events[self._start + at - 1]
-            paths = dict(self._paths_of)
+            path_then = self._event_paths[self._start + at - 1]
         match event:
-            case _Write(ino, offset, data):
-                return f"#{at} pwrite {paths.get(ino, ino)} @{offset} +{len(data)}"
-            case _Truncate(ino, size):
-                return f"#{at} truncate {paths.get(ino, ino)} to {size}"
-            case _Sync(ino):
-                return f"#{at} sync {paths.get(ino, ino)}"
+            case _Write(_, offset, data):
+                return f"#{at} pwrite {path_then} @{offset} +{len(data)}"
+            case _Truncate(_, size):
+                return f"#{at} truncate {path_then} to {size}"
+            case _Sync(_):
+                return f"#{at} sync {path_then}"
             case _Create(path, _):
                 return f"#{at} create {path}"
             case _Rename(src, dst, _):
