@@ -178,9 +178,13 @@ def test_lock_is_exclusive_until_unlocked(fs: FsRoot) -> None:
 async def test_open_reader_reads_and_seeks(fs: FsRoot) -> None:
     ops, root = fs
     path = os.path.join(root, "f")
-    fd = ops.open(path, create=True)
-    write_all(ops, fd, b"0123456789", 0)
-    ops.close(fd)
+
+    def setup() -> None:  # file I/O stays off the loop thread (blockbuster watches asyncwal's)
+        fd = ops.open(path, create=True)
+        write_all(ops, fd, b"0123456789", 0)
+        ops.close(fd)
+
+    await asyncio.to_thread(setup)
     reader = ops.open_reader(path)
     assert await reader.read(4) == b"0123"
     assert await reader.read(4) == b"4567"
@@ -655,3 +659,19 @@ def test_powerloss_lock_and_unlock_are_recorded_like_files() -> None:
     ops.unlock(handle)
     assert ops.read_bytes("/w/LOCK") == b""
     assert ops.describe(1) == "#1 create /w/LOCK"
+
+
+def test_describe_names_the_file_as_it_was_called_then() -> None:
+    ops = PowerLossFileOps()
+    ops.makedirs("/w")
+    fd = ops.open("/w/seg.tmp", create=True)
+    ops.pwrite(fd, b"header", 0)
+    ops.rename("/w/seg.tmp", "/w/seg")
+    ops.sync(fd)
+    assert [ops.describe(i) for i in range(ops.crash_points() + 1)] == [
+        "before the first operation",
+        "#1 create /w/seg.tmp",
+        "#2 pwrite /w/seg.tmp @0 +6",
+        "#3 rename /w/seg.tmp -> /w/seg",
+        "#4 sync /w/seg",
+    ]
