@@ -50,6 +50,7 @@ import functools
 import hashlib
 import itertools
 import json
+import logging
 import os
 import random
 import shutil
@@ -873,6 +874,9 @@ def kill_trial(seed: int, mode: str, directory: str, *, rounds: int = 3, max_rep
     for rnd in range(rounds):
         start_id = hist.max_id + 1_000_000 * (rnd + 1)
         kill_after = rng.randint(1, max_reports)
+        # One kill in three waits, after that, for a truncate_before request: the kill then
+        # lands while its META write and unlinks are in flight.
+        at_truncation = rng.random() < 1 / 3
         proc = subprocess.Popen(
             [sys.executable, "-m", "bench.crash_campaign", "child", path, mode, str(seed), str(start_id)],
             stdout=subprocess.PIPE,
@@ -884,7 +888,7 @@ def kill_trial(seed: int, mode: str, directory: str, *, rounds: int = 3, max_rep
         lines: list[str] = []
         for line in proc.stdout:
             lines.append(line)
-            if len(lines) >= kill_after:
+            if len(lines) >= kill_after and (not at_truncation or line.startswith("t ")):
                 break
         proc.send_signal(signal.SIGKILL)
         rest, err = proc.communicate()
@@ -1277,7 +1281,11 @@ def _main(argv: Sequence[str] | None = None) -> int:
     p_c.add_argument("--mutations", type=int, default=1)
     p_child = sub.add_parser("child", help=argparse.SUPPRESS)
     p_child.add_argument("args", nargs=4)
+    parser.add_argument("-v", "--verbose", action="store_true", help="show asyncwal's log messages")
     args = parser.parse_args(argv)
+    if not args.verbose:
+        # Recovery cutting torn tails and logs failing on injected faults is the point here.
+        logging.getLogger("asyncwal").setLevel(logging.CRITICAL)
     if args.cmd == "child":
         child_main(args.args)
         return 0
