@@ -89,6 +89,7 @@ __all__ = (
     "check_after_kill",
     "check_reopened",
     "failure_watch",
+    "SyncSwallowsErrors",
     "corrupt_trial",
     "fault_trial",
     "kill_trial",
@@ -520,6 +521,17 @@ class SyncDoesNothing(FaultyFileOps):
         self.calls["sync"] += 1
 
 
+class SyncSwallowsErrors(FaultyFileOps):
+    """A broken disk for the checker's own test: a failed ``sync()`` reports success (the
+    data was not synced), so the engine acknowledges at DISK past a failed fsync."""
+
+    def sync(self, fd: int) -> None:
+        try:
+            super().sync(fd)
+        except OSError:
+            pass
+
+
 class SyncDirDoesNothing(FaultyFileOps):
     """A broken disk for the checker's own test: ``sync_dir()`` returns without syncing."""
 
@@ -663,7 +675,9 @@ FAULTS: dict[str, tuple[str, int | None, dict[str, Any], int]] = {
 }
 
 
-async def fault_trial(seed: int, fault: str, *, steps: int = 30) -> Stats:
+async def fault_trial(
+    seed: int, fault: str, *, steps: int = 30, ops_class: type[FaultyFileOps] = FaultyFileOps
+) -> Stats:
     """Run the workload with one fault injected at a random call and check the failed state.
 
     Checks: every call either succeeds or raises LogFailedError (no other error, nothing
@@ -673,18 +687,41 @@ async def fault_trial(seed: int, fault: str, *, steps: int = 30) -> Stats:
     keeps everything acknowledged at DISK (so nothing was acknowledged at DISK past a failed
     fsync).
 
+    :param ops_class: the fault injector (a broken one, for the checker's own tests)
     :raises CampaignFailure: a rule was broken
     """
     op, error, extra, bound = FAULTS[fault]
     rng = random.Random(f"{seed}/{fault}")
     plops = PowerLossFileOps()
-    faulty = FaultyFileOps(plops)
+    faulty = ops_class(plops)
     injected = faulty.inject(op, error, after=rng.randint(0, bound), **extra)
     rec = Recorder(plops.crash_points)
     where = f"faults: seed={seed} fault={fault!r} (after={injected.after})"
     try:
         async with asyncio.timeout(60):  # a hang detector, not a timing assertion
             log = await run_workload(faulty, rec, seed, steps, tolerate_failure=True)
+            stats = Stats(trials=1, faults_fired=injected.fired)
+            # A power cut right after any acknowledgement at DISK, and at the end, keeps
+            # everything acknowledged at DISK so far: nothing was acknowledged past a failed
+            # fsync. (Right after an acknowledgement is where a false one shows: a later
+            # successful fsync would cover it.)
+            points = sorted({p for p, _ in rec.disk} | {plops.crash_points()})
+            seen: set[bytes] = set()
+            for at, state in plops.states(points):
+                image = state.durable()
+                key = _image_key(image)
+                if key in seen:
+                    continue
+                seen.add(key)
+                fs = MemoryFileOps.from_image(image)
+                fs.makedirs(LOG_DIR)
+                try:
+                    stats.acked_checked += await check_reopened(
+                        fs, LOG_DIR, rec.expectations(at, Durability.DISK)
+                    )
+                except Violation as exc:
+                    raise Violation(f"power cut at point {at} ({plops.describe(at)}): {exc}") from exc
+                stats.states_checked += 1
             expected_failure = injected.fired > 0 and error is not None
             if log is None:
                 # The fault hit asyncwal.open(): it raised, and must not have kept the lock.
@@ -702,16 +739,10 @@ async def fault_trial(seed: int, fault: str, *, steps: int = 30) -> Stats:
             if log is not None and not log.closed:
                 raise Violation("the workload ended with the log open")
             faulty.clear()
-            stats = Stats(trials=1, faults_fired=injected.fired)
             # The process lives on: what reached the OS is in the live files.
             stats.acked_checked += await check_reopened(
                 faulty, LOG_DIR, rec.expectations(plops.crash_points(), Durability.OS)
             )
-            # And a power cut right after the failure keeps what was acknowledged at DISK.
-            at = plops.crash_points()
-            fs = MemoryFileOps.from_image(plops.durable_image(at))
-            fs.makedirs(LOG_DIR)
-            stats.acked_checked += await check_reopened(fs, LOG_DIR, rec.expectations(at, Durability.DISK))
     except (Violation, TimeoutError) as exc:
         raise CampaignFailure(
             f"{where}: {exc!r}\nreplay: python -m bench.crash_campaign faults --seed {seed} --fault {fault!r}"
@@ -1282,6 +1313,9 @@ def _main(argv: Sequence[str] | None = None) -> int:
     p_child = sub.add_parser("child", help=argparse.SUPPRESS)
     p_child.add_argument("args", nargs=4)
     parser.add_argument("-v", "--verbose", action="store_true", help="show asyncwal's log messages")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not any(a in sub.choices for a in argv):
+        argv.append("all")  # the default command
     args = parser.parse_args(argv)
     if not args.verbose:
         # Recovery cutting torn tails and logs failing on injected faults is the point here.
