@@ -16,6 +16,24 @@ asyncwal can test their own code against a log that lives in memory or that fail
     (:meth:`FaultyFileOps.inject`), write short, or park until the test lets them go
     (:meth:`FaultyFileOps.block`). It counts every call in :attr:`FaultyFileOps.calls`.
 
+:class:`PowerLossFileOps`
+    A MemoryFileOps that records every create, write, truncate, sync, rename, unlink and
+    directory sync, and afterwards builds the files a power cut after any of them could
+    leave: ``image(at, rng)``, ``durable_image(at)``, ``crash(at, rng)`` (a MemoryFileOps to
+    reopen the log on), and ``states()`` to visit every crash point in one pass. The crash
+    model, deterministic given ``rng``:
+
+    * bytes covered by a completed ``sync`` of their file always survive, with its size;
+    * unsynced writes and truncates of a file survive as a prefix (the last one possibly cut
+      short), or torn per 512-byte sector: each touched sector old or new, or, rarely,
+      garbage in the bytes that were written there (never outside them: "powersafe
+      overwrite"), with the old or the new size;
+    * a name created, renamed or unlinked since the last ``sync_dir`` of its directory has
+      any of the bindings it had since then, independently of the other names (a rename
+      may be lost, half-done, or leave both names); directories themselves always survive.
+
+    The campaigns of ``bench/crash_campaign.py`` reopen the real engine on these images.
+
 Paths are plain strings and are compared after :func:`os.path.normpath`. Directories are
 created only by ``makedirs`` (with all their ancestors); ``/`` and ``.`` always exist.
 """
