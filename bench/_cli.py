@@ -28,8 +28,8 @@ __all__ = ("main",)
 
 FULL_WORKERS = (1, 16, 256, 4096)
 FULL_SIZES = (128, 1024, 16384)
-DEFAULT_SECONDS = 1.5
-DEFAULT_WARMUP = 0.3
+DEFAULT_SECONDS = 1.25
+DEFAULT_WARMUP = 0.25
 
 
 def _ints(text: str) -> list[int]:

@@ -54,6 +54,10 @@ CDF_PERCENTILES: tuple[float, ...] = (
 )  # fmt: skip
 
 MIB = 1024 * 1024
+#: A window is extended until it holds at least this many rounds of W appends ...
+MIN_ROUNDS = 4
+#: ... but it is at most this many times ``seconds`` long.
+MAX_WINDOWS = 3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -351,6 +355,33 @@ def _fill(
 # -- drivers ---------------------------------------------------------------------------------
 
 
+class Window:
+    """The measured window: ``seconds`` long, extended by whole ``seconds`` (up to
+    :data:`MAX_WINDOWS` in all) while fewer than :data:`MIN_ROUNDS` x W appends completed.
+
+    A subject that commits in groups completes its appends in waves of about W; a window
+    holding only a few waves would count one wave more or less by the luck of its phase. The
+    window's end stays a fixed time (never the moment of a completion), so the count stays
+    unbiased; it only gets more waves to average over.
+    """
+
+    __slots__ = ("end", "extensions", "min_count", "step")
+
+    def __init__(self, start_ns: int, spec: CellSpec) -> None:
+        self.step = int(spec.seconds * 1e9)
+        self.end = start_ns + self.step
+        self.min_count = MIN_ROUNDS * spec.workers
+        self.extensions = 0
+
+    def over(self, count: int) -> bool:
+        """Called at the first completion at or after ``end``: stop, or extend by one step."""
+        if count >= self.min_count or self.extensions + 1 >= MAX_WINDOWS:
+            return True
+        self.extensions += 1
+        self.end += self.step
+        return False
+
+
 def _payload(size: int) -> bytes:
     # Incompressible and fixed for the whole cell; every subject appends the same bytes.
     return os.urandom(size)
@@ -367,7 +398,7 @@ async def _drive_async(subject: AsyncSubject, result: CellResult) -> None:
         server_pid = subject.server_pid()
         t_begin = clock()
         warm_end = t_begin + int(spec.warmup * 1e9)
-        end = warm_end + int(spec.seconds * 1e9)
+        window = Window(warm_end, spec)
         edges: list[WindowCounters | None] = [None, None]
 
         async def worker() -> None:
@@ -376,7 +407,7 @@ async def _drive_async(subject: AsyncSubject, result: CellResult) -> None:
                 await append(data)
                 t1 = clock()
                 if t1 >= warm_end:
-                    if t1 >= end:
+                    if t1 >= window.end and (edges[1] is not None or window.over(len(lat))):
                         if edges[1] is None:
                             edges[1] = _snapshot(subject.counters, server_pid)
                         return
@@ -385,7 +416,7 @@ async def _drive_async(subject: AsyncSubject, result: CellResult) -> None:
                     record(t1 - t0)
 
         await asyncio.gather(*(worker() for _ in range(spec.workers)))
-        _fill(result, lat, end - warm_end, edges[0], edges[1])
+        _fill(result, lat, window.end - warm_end, edges[0], edges[1])
     finally:
         await subject.close()
 
@@ -398,7 +429,7 @@ def _drive_sync(subject: SyncSubject, result: CellResult) -> None:
     step = subject.step
     t_begin = clock()
     warm_end = t_begin + int(spec.warmup * 1e9)
-    end = warm_end + int(spec.seconds * 1e9)
+    window = Window(warm_end, spec)
     start_snap: WindowCounters | None = None
     end_snap: WindowCounters | None = None
     while True:
@@ -406,7 +437,7 @@ def _drive_sync(subject: SyncSubject, result: CellResult) -> None:
         n = step(data)
         t1 = clock()
         if t1 >= warm_end:
-            if t1 >= end:
+            if t1 >= window.end and window.over(len(lat)):
                 end_snap = _snapshot(subject.counters, None)
                 break
             if start_snap is None:
@@ -417,7 +448,7 @@ def _drive_sync(subject: SyncSubject, result: CellResult) -> None:
             else:
                 # Every record of a group is acknowledged when the group's sync returns.
                 lat.extend(array("q", [dt]) * n)
-    _fill(result, lat, end - warm_end, start_snap, end_snap)
+    _fill(result, lat, window.end - warm_end, start_snap, end_snap)
 
 
 def _raise_nofile() -> None:

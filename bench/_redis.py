@@ -4,7 +4,8 @@ The server listens on 127.0.0.1 on a free port, keeps its files in the cell's te
 directory, has RDB snapshots off and ``appendonly yes`` with the cell's ``appendfsync``
 (``always``: fsync before replying to each write batch; ``everysec``; ``no``).
 
-* ``redis-*``: ``redis.asyncio`` with a pool of W connections, each worker doing ``RPUSH``.
+* ``redis-*``: ``redis.asyncio`` with a pool of W connections (opened before the clock
+  starts), each worker doing ``RPUSH``.
 * ``redisbench-*``: Redis's own C client, ``redis-benchmark -t rpush -c W -d <size>``, as
   Redis's ceiling. It runs a fixed number of requests, so a short calibration run (which
   also serves as warm-up) sizes the measured run to the cell's duration. Its latencies are
@@ -15,6 +16,7 @@ Server CPU and peak RSS are reported beside the client's and included in CPU per
 
 from __future__ import annotations
 
+import asyncio
 import re
 import resource
 import shutil
@@ -153,6 +155,16 @@ class RedisAsyncSubject(AsyncSubject):
         )
         client = redis.asyncio.Redis(connection_pool=pool)
         self.client = client
+        # Open all W connections now, 256 at a time, outside the measured window: 4096
+        # connections opened on demand by the first appends would not all be up (and
+        # handshaken) before the window ends.
+        held: list[Any] = []
+        get_connection: Callable[[], Awaitable[Any]] = pool.get_connection  # untyped in redis-py
+        while len(held) < self.spec.workers:
+            n = min(256, self.spec.workers - len(held))
+            held += await asyncio.gather(*(get_connection() for _ in range(n)))
+        for conn in held:
+            await pool.release(conn)
         rpush = cast("Callable[[str, bytes], Awaitable[int]]", client.rpush)
 
         async def append(data: bytes) -> None:

@@ -210,6 +210,11 @@ def _mount_of(path: Path) -> dict[str, str]:
     return best
 
 
+def _os_name() -> str:
+    m = re.search(r'^PRETTY_NAME="?([^"\n]*)"?', _read("/etc/os-release"), re.M)
+    return m.group(1) if m else platform.platform()
+
+
 def machine_info(datadir: Path) -> dict[str, Any]:
     cpuinfo = _read("/proc/cpuinfo")
     model = re.search(r"^model name\s*:\s*(.*)$", cpuinfo, re.M)
@@ -220,6 +225,7 @@ def machine_info(datadir: Path) -> dict[str, Any]:
         "cpus": os.cpu_count(),
         "mem_gib": round(int(mem.group(1)) / 1024 / 1024, 1) if mem else None,
         "uname": " ".join(platform.uname()),
+        "os": _os_name(),
         "data_dir": str(datadir),
         "filesystem": _mount_of(datadir),
     }

@@ -17,7 +17,7 @@ __all__ = ("PIP_PACKAGES", "missing_python_packages", "missing_tools", "setup")
 #: Python packages of the peers and of the report (import name -> pip requirement).
 PIP_PACKAGES: dict[str, str] = {
     "aiosqlite": "aiosqlite>=0.20",
-    "redis": "redis>=5.0",
+    "redis": "redis>=5.3",
     "matplotlib": "matplotlib>=3.8",
     "uvloop": "uvloop>=0.19",
     "aiofiles": "aiofiles>=23.2",

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench._harness import CellResult, CellSpec, run_cell  # noqa: E402
+from bench._harness import MAX_WINDOWS, MIN_ROUNDS, CellResult, CellSpec, Window, run_cell  # noqa: E402
 from bench._redis import parse_redis_benchmark  # noqa: E402
 from bench._report import evaluate_targets, render_markdown, render_text  # noqa: E402
 from bench._runner import plan_cells, run_child  # noqa: E402
@@ -118,6 +118,20 @@ def test_child_process_path(tmp_path: Path) -> None:
     spec = _spec("raw-fdatasync", None, tmp_path)
     result = run_child(spec, timeout=60)
     _check(result, spec)
+
+
+def test_window_is_extended_by_whole_steps_until_enough_rounds(tmp_path: Path) -> None:
+    spec = _spec("raw-group", None, tmp_path, workers=100)
+    w = Window(10, spec)
+    step = int(SECONDS * 1e9)
+    assert w.end == 10 + step
+    assert w.over(MIN_ROUNDS * 100 - 1) is False  # too few rounds: one more step
+    assert w.end == 10 + 2 * step
+    assert MAX_WINDOWS == 3
+    assert w.over(0) is False
+    assert w.over(0) is True  # capped at MAX_WINDOWS steps
+    assert w.end == 10 + 3 * step
+    assert Window(0, spec).over(MIN_ROUNDS * 100) is True
 
 
 def test_unknown_subject_is_an_error_not_a_crash(tmp_path: Path) -> None:
