@@ -163,17 +163,19 @@ def _plural(n: int, noun: str) -> str:
     return f"{n:,} {noun}" + ("" if n == 1 else "s")
 
 
-def _preview(data: bytes, limit: int = 48) -> str:
-    """A short, printable rendering of a payload: quoted text if it is UTF-8, hex otherwise."""
+def _preview(data: bytes, limit: int = 64, *, quote: bool = False) -> str:
+    """A short rendering of a payload for people: printable UTF-8 as it is (``quote``: in
+    quotes), other text quoted with JSON escapes, anything else in hex; cut at ``limit``."""
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         shown = data[: limit // 2].hex()
         more = len(data) - limit // 2
         return f"hex:{shown}" + (f"... (+{more} bytes)" if more > 0 else "")
-    if len(text) <= limit:
-        return json.dumps(text)
-    return json.dumps(text[:limit]) + f"... (+{len(data) - len(text[:limit].encode())} bytes)"
+    head = text[:limit]
+    rendered = head if head.isprintable() and not quote else json.dumps(head)
+    more = len(data) - len(head.encode())
+    return rendered + (f"... (+{more} bytes)" if more > 0 else "")
 
 
 def _error(command: str, message: str) -> None:
@@ -235,7 +237,11 @@ def _cmd_info(args: argparse.Namespace) -> int:
         checkpoint = low_water = f"unknown: META does not validate ({meta.error})"
     else:
         cp = meta.checkpoint
-        checkpoint = f"seq {cp[0]}, data {_preview(cp[1])} ({len(cp[1])} bytes)" if cp is not None else "none"
+        checkpoint = (
+            f"seq {cp[0]}, data {_preview(cp[1], quote=True)} ({len(cp[1])} bytes)"
+            if cp is not None
+            else "none"
+        )
         low_water = f"{meta.low_water}" if meta.low_water else "none (truncate_before never ran)"
     out.fields(
         [

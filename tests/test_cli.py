@@ -235,7 +235,7 @@ def test_dump_text_and_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert code == 0
     lines = out.splitlines()
     assert [line.split()[0] for line in lines] == ["seq=50", "seq=51", "seq=52", "seq=53"]
-    assert lines[1].endswith('batch=1/3 data="a"') and "data=hex:ff00" in lines[2]
+    assert lines[1].endswith("batch=1/3 data=a") and "data=hex:ff00" in lines[2]
     assert lines[0].startswith(f"seq=50 len={RECORD} at={segment_name(34)}:")
 
 
