@@ -1323,18 +1323,22 @@ def _main(argv: Sequence[str] | None = None) -> int:
     if args.cmd == "child":
         child_main(args.args)
         return 0
-    total = Stats()
-    started = time.perf_counter()
+    per: dict[str, Stats] = {}
+    seconds: dict[str, float] = {}
+
+    def campaign(name: str) -> Stats:
+        seconds[name] = time.perf_counter()
+        return per.setdefault(name, Stats())
+
     if args.cmd in ("powerloss", "all"):
-        steps = getattr(args, "steps", 40)
-        samples = getattr(args, "samples", 3)
+        st = campaign("power loss")
         for s in range(args.seed, args.seed + args.trials):
-            total.add(
+            st.add(
                 asyncio.run(
                     powerloss_trial(
                         s,
-                        steps=steps,
-                        samples=samples,
+                        steps=getattr(args, "steps", 40),
+                        samples=getattr(args, "samples", 3),
                         mode=getattr(args, "mode", None),
                         broken=getattr(args, "broken", None),
                         points=[args.at] if getattr(args, "at", None) is not None else None,
@@ -1342,35 +1346,64 @@ def _main(argv: Sequence[str] | None = None) -> int:
                     )
                 )
             )
+        seconds["power loss"] = time.perf_counter() - seconds["power loss"]
     if args.cmd in ("faults", "all"):
+        st = campaign("faults")
         n = args.trials if args.cmd == "faults" else max(1, args.trials // 2)
         names = [args.fault] if getattr(args, "fault", None) else sorted(FAULTS)
         for s in range(args.seed, args.seed + n):
             for name in names:
-                total.add(asyncio.run(fault_trial(s, name)))
+                st.add(asyncio.run(fault_trial(s, name)))
+        seconds["faults"] = time.perf_counter() - seconds["faults"]
     if args.cmd in ("kill", "all"):
+        st = campaign("process kill")
         n = args.trials if args.cmd == "kill" else max(1, args.trials // 4)
         modes = [args.mode] if getattr(args, "mode", None) else list(MODES)
         for s in range(args.seed, args.seed + n):
             for mode in modes:
                 d = tempfile.mkdtemp(prefix="asyncwal-kill-")
                 try:
-                    total.add(kill_trial(s, mode, d))
+                    st.add(kill_trial(s, mode, d))
                 finally:
                     shutil.rmtree(d, ignore_errors=True)
+        seconds["process kill"] = time.perf_counter() - seconds["process kill"]
     if args.cmd in ("corrupt", "all"):
+        st = campaign("corrupt input")
         n = args.trials if args.cmd == "corrupt" else args.trials * 10
         for s in range(args.seed, args.seed + n):
-            total.add(asyncio.run(corrupt_trial(s, mutations=getattr(args, "mutations", 1 + s % 3))))
-    elapsed = time.perf_counter() - started
-    figures = dataclasses.asdict(total) | {"seconds": round(elapsed, 1)}
-    width = max(map(len, figures))
-    for key, value in figures.items():
-        print(f"{key:<{width}}  {value}")
-    if getattr(args, "json", None):
-        with open(args.json, "w") as f:
-            json.dump(figures, f, indent=2)
+            st.add(asyncio.run(corrupt_trial(s, mutations=getattr(args, "mutations", 1 + s % 3))))
+        seconds["corrupt input"] = time.perf_counter() - seconds["corrupt input"]
+    _report(per, seconds, getattr(args, "json", None))
     return 0
+
+
+def _report(per: Mapping[str, Stats], seconds: Mapping[str, float], json_path: str | None) -> None:
+    """Print the figures as a Markdown table (one column per campaign), and as JSON."""
+    labels = {
+        "trials": "trials (seeded runs, damaged logs)",
+        "crash_points": "crash points (file operations crashed after)",
+        "second_crash_points": "crash points during recovery of a crashed image",
+        "states_checked": "crash states reopened and checked",
+        "kills": "SIGKILLs of a writer process",
+        "faults_fired": "faults injected (fired)",
+        "acked_checked": "acknowledged records required (summed over checks)",
+        "acked_lost": "acknowledged records lost",
+        "corrupt_cases": "damaged logs opened (x3 recovery modes)",
+        "corrupt_recovered": "... recovered",
+        "corrupt_rejected": "... rejected with CorruptLogError",
+    }
+    names = list(per)
+    print("| | " + " | ".join(names) + " |")
+    print("|---|" + "---:|" * len(names))
+    for field, label in labels.items():
+        values = [getattr(per[n], field) for n in names]
+        if any(values) or field == "acked_lost":
+            print(f"| {label} | " + " | ".join(f"{v:,}" for v in values) + " |")
+    print("| seconds | " + " | ".join(f"{seconds[n]:.0f}" for n in names) + " |")
+    if json_path:
+        payload = {n: dataclasses.asdict(st) | {"seconds": round(seconds[n], 1)} for n, st in per.items()}
+        with open(json_path, "w") as out:
+            json.dump(payload, out, indent=2)
 
 
 if __name__ == "__main__":
