@@ -11,22 +11,30 @@ power loss
     :class:`~asyncwal.testing.PowerLossFileOps`. For every crash point (after each recorded
     file operation) the worst-case image (only synced data under only synced names) and
     ``samples`` random images are reopened with the real engine and checked
-    (:func:`check_reopened`). Deterministic: a failure names the seed, the crash point and the
-    sample, and ``python -m bench.crash_campaign powerloss --seed S --at A`` replays it.
+    (:func:`check_reopened`); for one image in 16, the recovery of that image (and an append
+    after it) is itself crashed at every point and checked again. Deterministic: a failure
+    names the seed, the crash point and the sample, and prints the command that replays it
+    (``python -m bench.crash_campaign powerloss --seed S --at A --sample K``). A deliberately
+    broken disk (``--broken sync-does-nothing`` or ``sync-dir-does-nothing``) is caught.
 process kill
     A child process runs a workload on real files with real fsyncs and reports every
     acknowledgement on its stdout; the parent SIGKILLs it after a random number of reports,
-    reopens the log and checks it, and starts the next child on the same directory.
+    reopens the log and checks it, and starts the next child on the same directory. One kill
+    in three waits for a ``truncate_before`` request; segments are small, so kills also land
+    during rotation.
 faults
     ``EIO``/``ENOSPC``/short writes injected through :class:`~asyncwal.testing.FaultyFileOps`
-    (over a PowerLossFileOps) at a random call; checks the failed-state rules, then reopens
-    the live files (everything acknowledged at ``OS`` must be there) and the worst-case
-    power-cut image (everything acknowledged at ``DISK`` must be there).
+    (over a PowerLossFileOps) at a random call; checks the failed-state rules, reopens the
+    worst-case power-cut image after every acknowledgement at ``DISK`` (all of them must be
+    there) and the live files (everything acknowledged at ``OS`` must be there).
 corrupt input
     A valid log is damaged (bit flips, cuts, duplicated or moved ranges, garbage, huge length
     fields, swapped or copied segment files) and opened in each recovery mode: it must recover
-    or raise ``CorruptLogError`` naming the file and offset, and whatever it replays must be
-    records that were written, in order.
+    or raise ``CorruptLogError`` naming the file and an offset in it; a recovered log replays
+    a prefix of the original records holding everything before the first damaged byte; and
+    opening allocates no more than a few times the files' size (tracemalloc, some trials).
+
+Every command takes ``--seed`` and ``--trials``; ``-v`` shows asyncwal's own log messages.
 
 The invariants checked after every reopen (the contract of docs/durability.md):
 
@@ -1310,7 +1318,7 @@ def _main(argv: Sequence[str] | None = None) -> int:
     p_c.add_argument("--seed", type=int, default=1)
     p_c.add_argument("--trials", type=int, default=1)
     p_c.add_argument("--mutations", type=int, default=1)
-    p_child = sub.add_parser("child", help=argparse.SUPPRESS)
+    p_child = sub.add_parser("child", help="(internal) the writer process of the kill campaign")
     p_child.add_argument("args", nargs=4)
     parser.add_argument("-v", "--verbose", action="store_true", help="show asyncwal's log messages")
     argv = list(sys.argv[1:] if argv is None else argv)
