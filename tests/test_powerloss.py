@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import random
 import re
+import sys
 
 import pytest
 
@@ -39,6 +40,15 @@ def test_every_crash_point_keeps_the_contract(mode: str) -> None:
     assert stats.crash_points > 100
     assert stats.states_checked > stats.crash_points  # random images besides the worst case
     assert stats.acked_checked > 0  # acknowledged records were actually required somewhere
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uvloop")
+def test_the_campaign_under_uvloop() -> None:
+    import uvloop
+
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        stats = runner.run(powerloss_trial(12, steps=20, samples=1))
+    assert stats.states_checked >= stats.crash_points
 
 
 @pytest.mark.parametrize("broken", ["sync-does-nothing", "sync-dir-does-nothing"])
