@@ -38,7 +38,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = sorted((ROOT / "docs").glob("*.md")) + [ROOT / "README.md"]
+PAGES = [*sorted((ROOT / "docs").glob("*.md")), ROOT / "README.md"]
 NOT_RUN = "<!-- not-run -->"
 _FENCE = re.compile(r"^(?P<indent> *)(?P<fence>`{3,})(?P<lang>[\w+-]*)\s*$")
 _EXIT = '; echo "exit $?"'
@@ -175,9 +175,7 @@ def test_page_samples_run(page: Path, page_dir: Path) -> None:
                 run_python(block, namespace, runner)
             elif block.lang == "console":
                 run_console(block)
-        still_open = [
-            name for name, v in namespace.items() if isinstance(v, asyncwal.Log) and not v.closed
-        ]
+        still_open = [name for name, v in namespace.items() if isinstance(v, asyncwal.Log) and not v.closed]
         assert not still_open, f"{page.name} leaves logs open: {still_open}"
 
 
