@@ -598,20 +598,25 @@ def _cmd_repair(args: argparse.Namespace) -> int:
     removed = _discard_leftover_copies(ops, report)
     out.line(f"repair {args.dir} (recovery={args.mode!r})")
     for path in removed:
-        out.line(f"removed leftover {os.path.basename(path)} (no acknowledged record was in it)")
+        why = "never renamed into place" if path.endswith(".tmp") else "below the low-water mark"
+        out.line(f"removed leftover {os.path.basename(path)} ({why})")
     if report is None:
         out.line("nothing to cut: the log opens cleanly")
     else:
         name = os.path.basename(report.segment)
-        out.line(f"cut {name} at offset {report.offset:,}: {report.reason}")
-        out.line(f"  {report.bytes_cut:,} bytes of damage (zero fill not counted)")
-        if report.records_dropped:
-            out.line(
-                f"  {report.records_dropped} valid-looking records after the damage were cut with it "
-                "(the records before them are missing)"
-            )
+        if report.segment in report.segments_removed or not os.path.exists(report.segment):
+            out.line(f"removed {name}: {report.reason}")
+        else:
+            out.line(f"cut {name} at offset {report.offset:,}: {report.reason}")
+            out.line(f"  {report.bytes_cut:,} bytes of damage (zero fill not counted)")
+            if report.records_dropped:
+                out.line(
+                    f"  {report.records_dropped} valid-looking records after the damage were cut with it "
+                    "(the records before them are missing)"
+                )
         for seg in report.segments_removed:
-            out.line(f"  removed the later segment {os.path.basename(seg)}")
+            if seg != report.segment:
+                out.line(f"removed the later segment {os.path.basename(seg)}")
         for kept in ops.salvaged:
             what = (
                 "the whole file"

@@ -652,3 +652,30 @@ def test_bench_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert all(row.split("|")[3].strip() == "2" for row in rows)
     assert "measured sync  W=2" in err
     assert list(tmp_path.iterdir()) == []  # bench cleans up after itself
+
+
+def test_a_missing_segment_and_a_bad_header(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "wal"
+    _build(path, 120, segment_size=4096)
+    names = sorted(p.name for p in path.glob("*.wal"))
+    (path / names[1]).unlink()
+    code, out, _ = _read_only(capsys, path, "verify", str(path))
+    assert code == 1
+    assert (
+        f"{names[2]}: gap: segment starts at seq {int(names[2][:20])}, {int(names[1][:20])} expected" in out
+    )
+    assert f"point_in_time           removes {names[2]} and every later segment" in out
+    code, out, err = _run(capsys, "dump", str(path))
+    assert code == 1 and "gap" in err and len(out.splitlines()) == int(names[1][:20]) - 1
+
+    # Damage the header of the (new) last segment instead: it is removed whole, and kept.
+    path2 = tmp_path / "wal2"
+    _build(path2, 120, segment_size=4096)
+    last = path2 / names[-1]
+    original = last.read_bytes()
+    last.write_bytes(original[:3] + b"X" + original[4:])
+    code, out, err = _run(capsys, "repair", str(path2))
+    assert code == 0, err
+    assert f"removed {names[-1]}: bad segment header" in out
+    assert (path2 / (names[-1] + ".broken")).read_bytes() == original[:3] + b"X" + original[4:]
+    assert f"the log now holds seq 1..{int(names[-1][:20]) - 1}" in out
