@@ -184,7 +184,7 @@ def list_log(directory: str) -> LogDir:
 def _read_meta(path: str) -> Meta | None:
     try:
         with open(path, "rb") as f:
-            raw = f.read(1 << 26)  # META is at most max_record_size of checkpoint data + 48 bytes
+            raw = f.read()  # small: 48 bytes plus the checkpoint's data
     except FileNotFoundError:
         return None
     try:
