@@ -495,6 +495,12 @@ async def _step(
             fut = log.append(data)
             rec.data[log.last_seq] = data
             watch(fut, default, log.last_seq)
+    if log.last_seq > log.written_seq:
+        # Records acknowledged at MEMORY do not wait for the writer: wait for them to reach
+        # the OS, so that the writer is idle when the next step starts and its groups (hence
+        # the file operations, hence the crash points) do not depend on thread timing.
+        seq = log.last_seq
+        watch(asyncio.ensure_future(log.wait_for(seq, Durability.OS)), Durability.OS, seq)
     if not calls:
         return
     if watcher is not None:

@@ -80,14 +80,16 @@ def test_a_failure_replays_from_its_seed_and_crash_point() -> None:
 def test_the_recorded_run_is_deterministic() -> None:
     """Same seed, same file operations: what makes a crash point replayable."""
 
-    def run() -> list[str]:
+    def run(seed: int) -> list[str]:
         ops = PowerLossFileOps()
-        asyncio.run(run_workload(ops, Recorder(ops.crash_points), 5, 25))
+        asyncio.run(run_workload(ops, Recorder(ops.crash_points), seed, 40))
         return [ops.describe(i) for i in range(1, ops.crash_points() + 1)]
 
-    first = run()
-    assert len(first) > 30
-    assert run() == first
+    # 51 and 56 once depended on thread timing (MEMORY-level appends not waited for).
+    for seed in (5, 51, 56):
+        first = run(seed)
+        assert len(first) > 30
+        assert run(seed) == first, f"seed {seed}"
 
 
 def test_every_crash_point_of_a_run_is_checked() -> None:
