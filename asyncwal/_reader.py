@@ -53,7 +53,12 @@ async def read_segment(
 
     :raises CorruptLogError: a frame inside the readable range does not validate
     """
-    buf = await reader.read(READ_CHUNK)
+    # Invariant: the bytes in ``buf`` are those of the file when it was read, so they can be
+    # trusted only for records with seq <= ``known`` (limit() just before that read: those
+    # were wholly written by then). A later record may sit where ``buf`` still holds the zero
+    # fill, so for it the file is read again.
+    known = limit()
+    buf = await _read_at(reader, 0, READ_CHUNK)
     try:
         if decode_segment_header(buf) != first_seq:
             raise FormatError("segment header does not match its name")
@@ -63,27 +68,28 @@ async def read_segment(
     pos = SEGMENT_HEADER_SIZE
     seq = first_seq
     while True:
-        # Invariant: every record with seq <= limit() is wholly in the file, so from here on
-        # anything that does not read back is damage, never a record still being written.
         if seq > limit():
             if wait is None or not await wait(seq):
                 return
             continue
-        if pos + 20 > len(buf):
-            # The file may have grown since the last read (the active segment): read on.
-            buf, base, pos, grew = await _refill(reader, buf, base, pos, 20)
-            if not grew:
-                raise CorruptLogError(f"record {seq} is missing", segment=path, offset=base + pos)
-            continue
+        if seq > known or pos + 20 > len(buf):
+            known = limit()
+            base += pos
+            pos = 0
+            buf = await _read_at(reader, base, READ_CHUNK)
+            if len(buf) < 20:
+                raise CorruptLogError(f"record {seq} is missing", segment=path, offset=base)
         crc, length, fseq, rtype = _unpack_frame(buf, pos)
         if length > max_length or fseq != seq or rtype not in (DATA, BATCH):
             raise CorruptLogError(f"record {seq} does not validate", segment=path, offset=base + pos)
         end = pos + 20 + length
         if end > len(buf):
-            buf, base, pos, grew = await _refill(reader, buf, base, pos, 20 + length)
-            if not grew:
-                raise CorruptLogError(f"record {seq} is cut short", segment=path, offset=base + pos)
-            continue
+            base += pos
+            pos = 0
+            end = 20 + length
+            buf = await _read_at(reader, base, max(READ_CHUNK, end))
+            if end > len(buf):
+                raise CorruptLogError(f"record {seq} is cut short", segment=path, offset=base)
         if _crc(buf[pos + 4 : end]) != crc:
             raise CorruptLogError("checksum mismatch", segment=path, offset=base + pos)
         if rtype == DATA:
@@ -102,20 +108,15 @@ async def read_segment(
         pos = end
 
 
-async def _refill(
-    reader: AsyncReader, buf: bytes, base: int, pos: int, need: int
-) -> tuple[bytes, int, int, bool]:
-    """Drop the consumed part of ``buf`` and read on, at least up to ``need`` bytes from ``pos``.
-
-    :return: ``(buf, base, pos, grew)``; ``grew`` is False if the file had nothing more
-    """
-    want = max(READ_CHUNK, need - (len(buf) - pos))
-    parts = [buf[pos:]]
+async def _read_at(reader: AsyncReader, offset: int, size: int) -> bytes:
+    """Read ``size`` bytes from ``offset``, fewer only at the end of the file."""
+    await reader.seek(offset)
+    parts = []
     got = 0
-    while got < want:
-        chunk = await reader.read(want - got)
+    while got < size:
+        chunk = await reader.read(size - got)
         if not chunk:
             break
         parts.append(chunk)
         got += len(chunk)
-    return b"".join(parts), base + pos, 0, got > 0
+    return parts[0] if len(parts) == 1 else b"".join(parts)

@@ -348,3 +348,19 @@ async def test_reopen_after_truncate_of_everything_but_active(backend: Backend) 
     async with asyncwal.open(backend.path, **opts) as log:
         assert log.first_seq == first and log.last_seq == 100
         assert await log.append(b"more") == 101
+
+
+async def test_replay_while_the_log_grows_reads_fresh_bytes(backend: Backend) -> None:
+    # The reader's buffer holds the zero fill ahead of the records it read; records written
+    # after that read must be read again from the file, not parsed from the stale zeros.
+    async with asyncwal.open(backend.path, **backend.options(sync_mode="batch", segment_size=8192)) as log:
+        await log.append(b"first")
+        seen: list[tuple[int, bytes]] = []
+        async for rec in log.replay():
+            seen.append((rec.seq, rec.data))
+            if rec.seq < 200:
+                # the next record, written after the reader's last read
+                await log.append(b"rec-%d." % (rec.seq + 1) + b"." * 100)
+        assert [s for s, _ in seen] == list(range(1, 201))
+        assert all(data == b"rec-%d." % s + b"." * 100 for s, data in seen[1:])
+        assert len(backend.segments()) > 1  # it also crossed rotations while reading
