@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
+from blockbuster import BlockBuster, BlockBusterFunction
 
 from asyncwal.testing import FaultyFileOps, MemoryFileOps
 
@@ -23,6 +24,36 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> M
 
         factories["uvloop"] = uvloop.new_event_loop
     return factories
+
+
+# The calls the engine's real file operations make; blockbuster's own list has only some.
+_ENGINE_SYSCALLS = (
+    "os.pwrite",
+    "os.pread",
+    "os.fdatasync",
+    "os.fsync",
+    "os.ftruncate",
+    "os.open",
+    "fcntl.flock",
+)
+
+
+@pytest.fixture(autouse=True)
+def no_blocking_calls_from_asyncwal_on_the_loop() -> Iterator[None]:
+    """Fail any blocking call (file I/O, sleep, lock wait...) that asyncwal itself makes on an
+    event-loop thread: all of the log's I/O belongs on its own thread. Scoped to asyncwal's
+    modules, so that tests may still do their own file I/O on the loop."""
+    scanned, excluded = ["asyncwal"], ["asyncwal.testing", "asyncwal.cli"]
+    bb = BlockBuster(scanned, excluded_modules=excluded)
+    for name in _ENGINE_SYSCALLS:
+        bb.functions[name] = BlockBusterFunction(
+            None, name, scanned_modules=scanned, excluded_modules=excluded
+        )
+    bb.activate()
+    try:
+        yield
+    finally:
+        bb.deactivate()
 
 
 class Backend:
