@@ -14,6 +14,7 @@ Runs on the log's executor thread before the log accepts any call. Steps:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from dataclasses import dataclass, field
@@ -29,11 +30,13 @@ from ._format import (
     FormatError,
     decode_meta,
     decode_segment_header,
+    encode_meta,
     is_zero,
     parse_segment_name,
     scan_frame,
     segment_name,
 )
+from ._segment import write_file_atomically
 
 __all__ = ("RecoveredLog", "RecoveryReport", "SegmentScan", "max_frame_length", "recover", "scan_segment")
 
@@ -53,6 +56,8 @@ class RecoveryReport:
         they are not reattached because the records before them are missing)
     :ivar segments_removed: later segment files removed (``point_in_time`` only)
     :ivar last_seq: the last seq kept
+    :ivar checkpoint_dropped: ``(seq, data)`` of a checkpoint that covered records which are
+        gone, removed so that it cannot appear to cover new records (``point_in_time`` only)
     """
 
     segment: str
@@ -62,6 +67,7 @@ class RecoveryReport:
     records_dropped: int
     segments_removed: tuple[str, ...] = ()
     last_seq: int = 0
+    checkpoint_dropped: tuple[int, bytes] | None = None
 
 
 @dataclass(slots=True)
@@ -205,6 +211,7 @@ def recover(ops: FileOps, directory: str, mode: str, max_length: int) -> Recover
             active_end = scan.end
             continue
         _check_cuttable(mode, path, scan.end, scan.damage_reason, last)
+        _check_checkpoint(mode, directory, checkpoint, scan.next_seq - 1)
         cut_bytes = _nonzero_extent(buf, scan.end)
         if scan.end >= SEGMENT_HEADER_SIZE:
             fd = ops.open(path)
@@ -233,6 +240,15 @@ def recover(ops: FileOps, directory: str, mode: str, max_length: int) -> Recover
             last_seq=next_seq - 1,
         )
         break
+    if checkpoint is not None and checkpoint[0] > next_seq - 1:
+        # Records the checkpoint covers are gone (a cut above, or missing segments).
+        _check_checkpoint(mode, directory, checkpoint, next_seq - 1)
+        write_file_atomically(ops, directory, META_NAME, encode_meta(low_water, None))
+        if report is None:
+            reason = f"the last checkpoint covers seq {checkpoint[0]}, the log ends at {next_seq - 1}"
+            report = RecoveryReport(os.path.join(directory, META_NAME), 0, reason, 0, 0, (), next_seq - 1)
+        report = dataclasses.replace(report, checkpoint_dropped=checkpoint)
+        checkpoint = None
     if report is not None:
         log = logger.warning if report.records_dropped or report.segments_removed else logger.info
         log(
@@ -248,6 +264,19 @@ def recover(ops: FileOps, directory: str, mode: str, max_length: int) -> Recover
     if not kept:
         active_end = 0
     return RecoveredLog(kept, next_seq, active_end, low_water, checkpoint, report, removed)
+
+
+def _check_checkpoint(mode: str, directory: str, checkpoint: tuple[int, bytes] | None, last_seq: int) -> None:
+    """Refuse, unless in point_in_time mode, to leave a checkpoint covering seqs beyond the end."""
+    if checkpoint is None or checkpoint[0] <= last_seq or mode == "point_in_time":
+        return
+    raise CorruptLogError(
+        f"the last checkpoint covers seq {checkpoint[0]} but the log would end at {last_seq}: records "
+        "that were durable are missing. Open with recovery='point_in_time' to cut there and drop "
+        "the checkpoint",
+        segment=os.path.join(directory, META_NAME),
+        offset=0,
+    )
 
 
 def _check_cuttable(mode: str, path: str, offset: int, reason: str, last: bool) -> None:

@@ -193,3 +193,26 @@ async def test_corrupt_meta_is_reported(backend: Backend) -> None:
     backend.write("META", bytes(meta))
     with pytest.raises(asyncwal.CorruptLogError, match="META"):
         await asyncwal.open(backend.path, **backend.options())
+
+
+async def test_checkpoint_covering_lost_records(backend: Backend) -> None:
+    async with asyncwal.open(backend.path, **backend.options()) as log:
+        for i in range(10):
+            await log.append(b"%03d" % i + b"." * (RECORD - 3))
+        await log.checkpoint(b"cp-at-10")
+    name = segment_name(1)
+    data = bytearray(backend.read(name))
+    data[_record_offset(4) + FRAME_HEADER_SIZE] ^= 0xFF  # record 5: durable, yet damaged
+    backend.write(name, bytes(data))
+    before = backend.read(name)
+    # Cutting it would leave a checkpoint that covers seqs new records would reuse: refused,
+    # and nothing is modified.
+    with pytest.raises(asyncwal.CorruptLogError, match="checkpoint covers seq 10"):
+        await asyncwal.open(backend.path, **backend.options())
+    assert backend.read(name) == before
+    async with asyncwal.open(backend.path, **backend.options(recovery="point_in_time")) as log:
+        assert log.last_seq == 4 and log.last_checkpoint is None
+        report = log.recovery_report
+        assert report is not None and report.checkpoint_dropped == (10, b"cp-at-10")
+    async with asyncwal.open(backend.path, **backend.options()) as log:
+        assert log.recovery_report is None and log.last_checkpoint is None
