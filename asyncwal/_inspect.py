@@ -522,8 +522,11 @@ class DryRunFileOps:
     def __init__(self) -> None:
         self._os = OsFileOps()
         self._paths: dict[int, str] = {}
+        self._new: dict[int, str] = {}  # files "created" (kept nowhere): fake negative fds
         self.unlinks: list[str] = []
         self.truncations: list[tuple[str, int]] = []
+        #: files recovery would replace atomically (e.g. META, to drop a checkpoint)
+        self.replacements: list[str] = []
 
     def makedirs(self, path: str) -> None:
         raise PermissionError(errno.EROFS, "dry run: makedirs", path)
@@ -536,7 +539,9 @@ class DryRunFileOps:
 
     def open(self, path: str, *, create: bool = False, exclusive: bool = False) -> int:
         if create or exclusive:
-            raise PermissionError(errno.EROFS, "dry run: create", path)
+            fd = -2 - len(self._new)
+            self._new[fd] = path
+            return fd
         return self.open_readonly(path)
 
     def open_readonly(self, path: str) -> int:
@@ -545,11 +550,15 @@ class DryRunFileOps:
         return fd
 
     def close(self, fd: int) -> None:
+        if fd in self._new:
+            return
         self._paths.pop(fd, None)
         os.close(fd)
 
     def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
-        raise PermissionError(errno.EROFS, "dry run: pwrite")
+        if fd not in self._new:
+            raise PermissionError(errno.EROFS, "dry run: pwrite")
+        return len(data)
 
     def pread(self, fd: int, size: int, offset: int) -> bytes:
         return os.pread(fd, size, offset)
@@ -567,7 +576,9 @@ class DryRunFileOps:
         pass
 
     def rename(self, src: str, dst: str) -> None:
-        raise PermissionError(errno.EROFS, "dry run: rename", src)
+        if src not in self._new.values():
+            raise PermissionError(errno.EROFS, "dry run: rename", src)
+        self.replacements.append(dst)
 
     def unlink(self, path: str) -> None:
         self.unlinks.append(path)

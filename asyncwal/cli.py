@@ -624,6 +624,12 @@ def _cmd_repair(args: argparse.Namespace) -> int:
                 else f"bytes {kept.offset:,}..{kept.offset + kept.length:,}"
             )
             out.line(f"kept {what} of {os.path.basename(kept.path)} in {kept.copy}")
+        if report.checkpoint_dropped is not None:
+            cp_seq, cp_data = report.checkpoint_dropped
+            out.line(
+                f"dropped the checkpoint at seq {cp_seq} ({len(cp_data)} bytes of data): it covered "
+                "records that are gone, and new records will reuse their seqs"
+            )
     count = last - first + 1
     held = f"seq {first}..{last}" if count > 0 else "no records"
     out.line(f"the log now holds {held}; the next append gets seq {last + 1}")
