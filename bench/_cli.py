@@ -91,6 +91,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--loops", type=_loops, help="event loops: asyncio,uvloop (default: both, if uvloop is installed)"
     )
+    p.add_argument("--repeat", type=int, default=1, help="run each (size, W) block N times; keep the median")
     p.add_argument(
         "--quick", action="store_true", help="W=1,256, 128 B, 0.5 s cells: a one-minute sanity run"
     )
@@ -131,7 +132,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
     warmup = a.warmup if a.warmup is not None else (0.2 if a.quick else DEFAULT_WARMUP)
     loops = a.loops or _available_loops()
     workdir: Path = a.dir.resolve()
-    cells = plan_cells(subjects, loops, workers, sizes, seconds, warmup, workdir)
+    cells = plan_cells(subjects, loops, workers, sizes, seconds, warmup, workdir, repeat=max(1, a.repeat))
     config = {
         "subjects": subjects,
         "workers": workers,
@@ -139,6 +140,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
         "loops": loops,
         "seconds": seconds,
         "warmup": warmup,
+        "repeat": max(1, a.repeat),
         "in_process": a.in_process,
     }
     print(f"{len(cells)} cells of {warmup:g}+{seconds:g} s; data in {workdir}", flush=True)

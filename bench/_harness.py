@@ -124,6 +124,8 @@ class CellResult:
     rss_peak_mib: float | None = None  #: peak RSS of the measuring process
     server_cpu_s: float | None = None  #: part of cpu_s spent by a server process (Redis)
     server_rss_peak_mib: float | None = None
+    samples: list[float] = field(default_factory=list)  #: appends/s of each repetition (--repeat)
+    load1: float | None = None  #: 1-minute load average of the machine as the cell started
     notes: str = ""
     error: str | None = None
     skipped: str | None = None

@@ -282,10 +282,10 @@ class RedisBenchmarkSubject(ExternalSubject):
         spec = self.spec
         with RedisServer(self.workdir, self.appendfsync) as server:
             # Calibration (and warm-up): enough requests to fill about the warm-up time.
-            guess = max(20 * spec.workers, 2000)
+            guess = max(2 * spec.workers, 2000)
             cal, wall = self._bench(server, guess)
             rate = float(cal["rps"]) or guess / wall
-            requests = max(int(rate * spec.seconds), 10 * spec.workers, 1000)
+            requests = max(int(rate * spec.seconds), 4 * spec.workers, 1000)
             assert server.pid is not None
             s0 = proc_cpu_seconds(server.pid)
             c0 = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -370,6 +370,7 @@ _GROUP_COLORS = {
     "sqlite": "#1f77b4",
     "redis": "#2ca02c",
     "redisbench": "#17becf",
+    "harness": "#000000",
 }
 _MARKERS = "osD^v<>ph*"
 

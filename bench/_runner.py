@@ -48,28 +48,46 @@ def plan_cells(
     seconds: float,
     warmup: float,
     workdir: Path,
+    repeat: int = 1,
 ) -> list[CellSpec]:
-    """Every (size, W, subject, loop) cell, in run order."""
+    """Every (size, W, subject, loop) cell, in run order; with ``repeat`` > 1 each
+    (size, W) block is run that many times over, in rotation, before the next block."""
     cells: list[CellSpec] = []
     n = 0
     for size in sizes:
         for w in workers:
-            for name in subjects:
-                info = SUBJECTS[name]
-                for loop in loops if info.has_loop else [None]:
-                    n += 1
-                    cells.append(
-                        CellSpec(
-                            subject=name,
-                            loop=loop,
-                            workers=w,
-                            size=size,
-                            seconds=seconds,
-                            warmup=warmup,
-                            workdir=str(workdir / f"cell{n:04d}"),
+            for _ in range(repeat):
+                for name in subjects:
+                    info = SUBJECTS[name]
+                    for loop in loops if info.has_loop else [None]:
+                        n += 1
+                        cells.append(
+                            CellSpec(
+                                subject=name,
+                                loop=loop,
+                                workers=w,
+                                size=size,
+                                seconds=seconds,
+                                warmup=warmup,
+                                workdir=str(workdir / f"cell{n:04d}"),
+                            )
                         )
-                    )
     return cells
+
+
+def merge_repeats(results: list[CellResult]) -> list[CellResult]:
+    """One result per (subject, loop, W, size): the repetition with the median appends/s
+    (the upper one of an even count), carrying every repetition's rate in ``samples``."""
+    groups: dict[tuple[str, str | None, int, int], list[CellResult]] = {}
+    for r in results:
+        groups.setdefault((r.subject, r.loop, r.workers, r.size), []).append(r)
+    merged: list[CellResult] = []
+    for runs in groups.values():
+        good = sorted((r for r in runs if r.ok), key=lambda r: r.appends_per_s)
+        pick = good[len(good) // 2] if good else runs[-1]
+        pick.samples = [r.appends_per_s for r in runs if r.ok]
+        merged.append(pick)
+    return merged
 
 
 def _child_env() -> dict[str, str]:
@@ -144,10 +162,14 @@ def run_matrix(
         "cells": [],
     }
     t_start = time.monotonic()
+    raw: list[CellResult] = []
     for i, spec in enumerate(cells, 1):
         os.sync()
+        load1 = os.getloadavg()[0]
         result = run_cell(spec) if in_process else run_child(spec)
-        doc["cells"].append(result.to_json())
+        result.load1 = load1
+        raw.append(result)
+        doc["cells"] = [r.to_json() for r in merge_repeats(raw)]
         if progress:
             elapsed = time.monotonic() - t_start
             print(f"[{i:>3}/{len(cells)} {elapsed:6.0f}s] {spec.label():<40} {_short(result)}", flush=True)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
-from . import _asyncwal_subject, _byhand, _raw, _redis, _sqlite
+from . import _asyncwal_subject, _byhand, _null, _raw, _redis, _sqlite
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -31,6 +31,7 @@ class SubjectInfo:
     factory: Factory
     needs_modules: tuple[str, ...] = ()
     needs_tools: tuple[str, ...] = ()
+    in_all: bool = True  #: part of the default selection ("all")
 
     def unavailable(self) -> str | None:
         """Why this subject cannot run here, or None."""
@@ -201,6 +202,15 @@ _ALL = (
         factory=_redis.RedisBenchmarkNo,
         needs_tools=_RB_TOOLS,
     ),
+    SubjectInfo(
+        name="null",
+        group="harness",
+        kind="async",
+        durable=False,
+        description="an append that returns a resolved future: the harness's ceiling",
+        factory=_null.NullSubject,
+        in_all=False,
+    ),
 )
 
 #: Every subject, in report order.
@@ -208,8 +218,8 @@ SUBJECTS: dict[str, SubjectInfo] = {s.name: s for s in _ALL}
 
 #: Names accepted by ``--subjects`` besides subject names and group names.
 GROUPS: dict[str, tuple[str, ...]] = {
-    "all": tuple(SUBJECTS),
-    "peers": tuple(s.name for s in _ALL if s.group != "asyncwal"),
+    "all": tuple(s.name for s in _ALL if s.in_all),
+    "peers": tuple(s.name for s in _ALL if s.in_all and s.group != "asyncwal"),
     **{g: tuple(s.name for s in _ALL if s.group == g) for g in dict.fromkeys(s.group for s in _ALL)},
 }
 

@@ -25,7 +25,7 @@ if str(ROOT) not in sys.path:
 from bench._harness import MAX_WINDOWS, MIN_ROUNDS, CellResult, CellSpec, Window, run_cell  # noqa: E402
 from bench._redis import parse_redis_benchmark  # noqa: E402
 from bench._report import evaluate_targets, render_markdown, render_text  # noqa: E402
-from bench._runner import plan_cells, run_child  # noqa: E402
+from bench._runner import merge_repeats, plan_cells, run_child  # noqa: E402
 from bench._subjects import SUBJECTS, select_subjects  # noqa: E402
 
 if TYPE_CHECKING:
@@ -134,6 +134,17 @@ def test_window_is_extended_by_whole_steps_until_enough_rounds(tmp_path: Path) -
     assert Window(0, spec).over(MIN_ROUNDS * 100) is True
 
 
+def test_repeats_keep_the_median_and_every_sample() -> None:
+    runs = [CellResult.from_json(_fake("tothread", "uvloop", 256, rate)) for rate in (3000.0, 1000.0, 2000.0)]
+    runs.append(CellResult.from_json(_fake("tothread", "asyncio", 256, 500.0)))
+    merged = {(r.subject, r.loop): r for r in merge_repeats(runs)}
+    assert merged[("tothread", "uvloop")].appends_per_s == 2000.0
+    assert merged[("tothread", "uvloop")].samples == [3000.0, 1000.0, 2000.0]
+    assert merged[("tothread", "asyncio")].samples == [500.0]
+    cells = plan_cells(["raw-write"], ["asyncio"], [1, 2], [128], 1.0, 0.1, Path("/nonexistent"), repeat=2)
+    assert [c.workers for c in cells] == [1, 1, 2, 2]
+
+
 def test_unknown_subject_is_an_error_not_a_crash(tmp_path: Path) -> None:
     result = run_cell(_spec("no-such-subject", None, tmp_path))
     assert result.error is not None
@@ -142,7 +153,9 @@ def test_unknown_subject_is_an_error_not_a_crash(tmp_path: Path) -> None:
 
 def test_selection_and_plan(tmp_path: Path) -> None:
     assert select_subjects("sqlite,raw-write") == ["raw-write", "sqlite-full", "sqlite-off"]
-    assert select_subjects("peers") == [n for n in SUBJECTS if not n.startswith("asyncwal-")]
+    assert select_subjects("peers") == [n for n in SUBJECTS if not n.startswith("asyncwal-") and n != "null"]
+    assert "null" not in select_subjects("all")
+    assert select_subjects("harness") == ["null"]
     with pytest.raises(ValueError, match="unknown subject"):
         select_subjects("nope")
     cells = plan_cells(
