@@ -12,9 +12,11 @@
     ├── WrongEventLoopError   also a RuntimeError: the log was used from another event loop
     └── TruncatedError        a reader's position was removed by truncate_before()
 
-Every exception that leaves the public API for a storage reason is one of these; an
-``OSError`` from the file system is never raised bare from an append or a sync, it is
-the ``__cause__`` of a :class:`LogFailedError`.
+Once a log is open, every storage error that leaves its methods is one of these: an
+``OSError`` from the file system is never raised bare from an append, a sync or a close, it
+is the ``__cause__`` of a :class:`LogFailedError`. Only :func:`asyncwal.open` raises a plain
+``OSError``, as the built-in ``open`` does, when the directory cannot be created, read or
+locked.
 """
 
 from __future__ import annotations

@@ -982,5 +982,8 @@ def open(path: str | os.PathLike[str], **options: Any) -> _Opener:
 
     :raises LogLockedError: another opener holds the directory
     :raises CorruptLogError: damage that the recovery mode does not allow to be cut
+    :raises OSError: the directory cannot be created, read or locked, or recovery's own I/O
+        failed. The lock is released; every step recovery takes is safe to repeat, so the
+        next open starts over.
     """
     return _Opener(path, Options(**options))
