@@ -4,6 +4,7 @@ replay, truncation, reopen, backpressure and cancellation."""
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import TYPE_CHECKING
 
 import pytest
@@ -364,3 +365,16 @@ async def test_replay_while_the_log_grows_reads_fresh_bytes(backend: Backend) ->
         assert [s for s, _ in seen] == list(range(1, 201))
         assert all(data == b"rec-%d." % s + b"." * 100 for s, data in seen[1:])
         assert len(backend.segments()) > 1  # it also crossed rotations while reading
+
+
+async def test_slow_fsync_is_logged_as_a_warning(backend: Backend, caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.WARNING, logger="asyncwal"):
+        async with asyncwal.open(backend.path, **backend.options(slow_fsync_seconds=3600)) as log:
+            await log.append(b"fast enough")
+        assert "fsync took" not in caplog.text
+        # A threshold no fsync can beat: every fsync is reported, with its directory.
+        async with asyncwal.open(backend.path, **backend.options(slow_fsync_seconds=1e-9)) as log:
+            await log.append(b"slow")
+    warnings = [r for r in caplog.records if "fsync took" in r.getMessage()]
+    assert warnings and all(r.levelno == logging.WARNING for r in warnings)
+    assert backend.path in warnings[0].getMessage()
