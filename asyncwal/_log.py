@@ -50,7 +50,7 @@ from ._recovery import RecoveredLog, RecoveryReport, max_frame_length, recover
 from ._segment import SegmentWriter
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+    from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 
 __all__ = ("Checkpoint", "Log", "Stats", "open")
 
@@ -456,7 +456,9 @@ class Log:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def replay(self, start: int | None = None, *, from_checkpoint: bool = False) -> AsyncIterator[Record]:
+    def replay(
+        self, start: int | None = None, *, from_checkpoint: bool = False
+    ) -> AsyncGenerator[Record, None]:
         """Iterate over the records from ``start`` (default ``first_seq``), in order.
 
         Yields every record that has reached at least ``OS`` by the time the iteration gets
@@ -477,13 +479,14 @@ class Log:
 
     def follow(
         self, start: int | None = None, *, durability: Durability = Durability.OS
-    ) -> AsyncIterator[Record]:
+    ) -> AsyncGenerator[Record, None]:
         """Iterate over the records from ``start`` and then wait for new ones, forever.
 
         A record is yielded once it has reached ``durability``. Waiting costs nothing: the
         follower sleeps until the writer makes progress. The iteration ends when the log is
-        closed; it raises :class:`TruncatedError` if ``truncate_before`` removes the segment
-        it has to read next.
+        closed. A follower's position is exact: it raises :class:`TruncatedError` when the
+        record it has to read next is gone (``start`` below ``first_seq``, or removed by
+        ``truncate_before`` since), and never skips ahead.
         """
         if start is not None and (isinstance(start, bool) or not isinstance(start, int)):
             raise TypeError("start must be an int")
@@ -491,14 +494,20 @@ class Log:
         level = _check_level(durability)
         if level is _MEMORY:
             raise ValueError("follow() reads from the files: durability must be OS or DISK")
+        if start is not None and start < 1:
+            raise ValueError(f"start must be >= 1, not {start}")
 
         def limit() -> int:
             return self._durable_seq if level is _DISK else self._written_seq
 
         return self._read(self.first_seq if start is None else start, limit, follow=True)
 
-    async def _read(self, start: int, limit: Callable[[], int], *, follow: bool) -> AsyncIterator[Record]:
-        seq = max(start, self.first_seq)
+    async def _read(
+        self, start: int, limit: Callable[[], int], *, follow: bool
+    ) -> AsyncGenerator[Record, None]:
+        # replay() skips what truncate_before removed; a follower must never skip (a replica
+        # built from it would have a gap), so it raises TruncatedError instead.
+        seq = start if follow else max(start, self.first_seq)
         while True:
             if seq > limit():
                 if not follow or not await self._wait_progress(seq, limit):
@@ -508,13 +517,19 @@ class Log:
             if seq < segs[0]:
                 raise TruncatedError(f"seq {seq} was removed by truncate_before (first_seq is now {segs[0]})")
             first = segs[bisect.bisect_right(segs, seq) - 1]
+            path = os.path.join(self._path, segment_name(first))
 
-            def seg_limit(first: int = first) -> int:
+            def seg_limit(first: int = first, path: str = path) -> int:
                 """``limit()``, but never past the last seq of segment ``first``."""
                 lim = limit()
                 segs = self._segments
                 if segs[-1] != first:
-                    lim = min(lim, segs[bisect.bisect_right(segs, first)] - 1)
+                    i = bisect.bisect_right(segs, first)
+                    if i == 0:  # removed while being read: where it ends is no longer known
+                        raise TruncatedError(
+                            f"segment {path} was removed by truncate_before while being read"
+                        )
+                    lim = min(lim, segs[i] - 1)
                 return lim
 
             async def seg_wait(seq: int, first: int = first) -> bool:
@@ -523,7 +538,6 @@ class Log:
                     return False
                 return await self._wait_progress(seq, limit)
 
-            path = os.path.join(self._path, segment_name(first))
             reader = self._ops.open_reader(path)
             try:
                 async for rec in read_segment(

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 __all__ = ("READ_CHUNK", "Record", "read_segment")
 
 READ_CHUNK = 1 << 20
+STALE_READ = 1 << 16
 _FRAME = struct.Struct("<IIQB3x")
 _unpack_frame = _FRAME.unpack_from
 _crc = google_crc32c.value
@@ -73,10 +74,13 @@ async def read_segment(
                 return
             continue
         if seq > known or pos + 20 > len(buf):
+            # Running out of buffer: read a full chunk. Stale buffer (a tailing reader that
+            # waited for new records): what is new is usually small, so read less.
+            size = READ_CHUNK if pos + 20 > len(buf) else STALE_READ
             known = limit()
             base += pos
             pos = 0
-            buf = await _read_at(reader, base, READ_CHUNK)
+            buf = await _read_at(reader, base, size)
             if len(buf) < 20:
                 raise CorruptLogError(f"record {seq} is missing", segment=path, offset=base)
         crc, length, fseq, rtype = _unpack_frame(buf, pos)
