@@ -116,6 +116,7 @@ def _child(args: list[str], env: dict[str, str], cwd: Path) -> dict[str, Any]:
         raise RuntimeError(f"replay child failed ({proc.returncode}): {proc.stderr.decode()[-1500:]}")
     with out.open() as f:
         data: dict[str, Any] = json.load(f)
+    out.unlink()
     return data
 
 
