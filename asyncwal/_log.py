@@ -76,6 +76,9 @@ _FAILED: Final = 2
 
 LOCK_NAME: Final = "LOCK"
 
+#: MEMORY-level acks are immediate until this many parts (two per record) wait for the writer.
+_MEMORY_ACK_PARTS: Final = 2048
+
 
 class Checkpoint(NamedTuple):
     """A durable marker: every record up to ``seq`` was on disk when it was taken."""
@@ -326,8 +329,13 @@ class Log:
             self._disk_q.append((seq, fut))
         elif level is _OS:
             self._os_q.append((seq, fut))
-        else:
+        elif len(self._pending) < _MEMORY_ACK_PARTS:
             fut.set_result(seq)
+        else:
+            # Already accepted, but resolved on the next loop turn: an appender that awaits
+            # nothing else then yields once, and the writer (scheduled since the first of
+            # these records) takes them. Otherwise none mode would starve its own writer.
+            self._loop.call_soon(_resolve, fut, seq)
 
     def append_batch(self, records: Iterable[bytes | bytearray | memoryview]) -> asyncio.Future[list[int]]:
         """Append records atomically; the awaitable gives their seqs once they are on ``DISK``.
@@ -892,6 +900,11 @@ class Log:
             executor_seconds=self._executor_seconds,
             segments=len(self._segments),
         )
+
+
+def _resolve(fut: asyncio.Future[int], seq: int) -> None:
+    if not fut.done():
+        fut.set_result(seq)
 
 
 def _quantile(sorted_values: Sequence[float], q: float) -> float:
