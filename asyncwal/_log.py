@@ -548,11 +548,12 @@ class Log:
 
             reader = self._ops.open_reader(path)
             try:
-                async for rec in read_segment(
+                async for records in read_segment(
                     reader, path, first, seq, seg_limit, self._max_length, seg_wait if follow else None
                 ):
-                    seq = rec.seq + 1
-                    yield rec
+                    seq = records[-1].seq + 1
+                    for rec in records:
+                        yield rec
             except FileNotFoundError:
                 raise TruncatedError(
                     f"segment {path} was removed by truncate_before before it was read"

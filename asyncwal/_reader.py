@@ -45,12 +45,14 @@ async def read_segment(
     limit: Callable[[], int],
     max_length: int,
     wait: Callable[[int], Awaitable[bool]] | None = None,
-) -> AsyncIterator[Record]:
-    """Yield the records of one segment whose seq is ``>= start``, in order.
+) -> AsyncIterator[list[Record]]:
+    """Yield the records of one segment whose seq is ``>= start``, in order, in lists.
 
-    Stops before the first record whose seq is above ``limit()`` (called again before every
-    frame, so a growing log is read as far as it has reached the OS). With ``wait``, it
-    instead awaits ``wait(seq)`` there and goes on if that returns True (live tailing).
+    Each list holds the records parsed from the buffer in one go (no await in between), so
+    the caller's per-record work is one plain ``for`` step. Stops before the first record
+    whose seq is above ``limit()`` (called again for every list, so a growing log is read as
+    far as it has reached the OS). With ``wait``, it instead awaits ``wait(seq)`` there and
+    goes on if that returns True (live tailing).
 
     :raises CorruptLogError: a frame inside the readable range does not validate
     """
@@ -69,47 +71,50 @@ async def read_segment(
     pos = SEGMENT_HEADER_SIZE
     seq = first_seq
     while True:
+        # Parse what the buffer holds, up to the limit; no await in this loop.
+        out: list[Record] = []
+        stop = min(limit(), known)
+        size = len(buf)
+        while seq <= stop and pos + 20 <= size:
+            crc, length, fseq, rtype = _unpack_frame(buf, pos)
+            if length > max_length or fseq != seq or rtype not in (DATA, BATCH):
+                raise CorruptLogError(f"record {seq} does not validate", segment=path, offset=base + pos)
+            end = pos + 20 + length
+            if end > size:
+                break
+            if _crc(buf[pos + 4 : end]) != crc:
+                raise CorruptLogError("checksum mismatch", segment=path, offset=base + pos)
+            if rtype == DATA:
+                if seq >= start:
+                    out.append(Record(seq, buf[pos + 20 : end]))
+                seq += 1
+            else:
+                try:
+                    items = decode_batch(buf[pos + 20 : end])
+                except FormatError as exc:
+                    raise CorruptLogError(str(exc), segment=path, offset=base + pos) from None
+                for data in items:
+                    if seq >= start:
+                        out.append(Record(seq, data))
+                    seq += 1
+            pos = end
+        if out:
+            yield out
         if seq > limit():
             if wait is None or not await wait(seq):
                 return
             continue
-        if seq > known or pos + 20 > len(buf):
-            # Running out of buffer: read a full chunk. Stale buffer (a tailing reader that
-            # waited for new records): what is new is usually small, so read less.
-            size = READ_CHUNK if pos + 20 > len(buf) else STALE_READ
-            known = limit()
-            base += pos
-            pos = 0
-            buf = await _read_at(reader, base, size)
-            if len(buf) < 20:
-                raise CorruptLogError(f"record {seq} is missing", segment=path, offset=base)
-        crc, length, fseq, rtype = _unpack_frame(buf, pos)
-        if length > max_length or fseq != seq or rtype not in (DATA, BATCH):
-            raise CorruptLogError(f"record {seq} does not validate", segment=path, offset=base + pos)
-        end = pos + 20 + length
-        if end > len(buf):
-            base += pos
-            pos = 0
-            end = 20 + length
-            buf = await _read_at(reader, base, max(READ_CHUNK, end))
-            if end > len(buf):
-                raise CorruptLogError(f"record {seq} is cut short", segment=path, offset=base)
-        if _crc(buf[pos + 4 : end]) != crc:
-            raise CorruptLogError("checksum mismatch", segment=path, offset=base + pos)
-        if rtype == DATA:
-            if seq >= start:
-                yield Record(seq, buf[pos + 20 : end])
-            seq += 1
-        else:
-            try:
-                items = decode_batch(buf[pos + 20 : end])
-            except FormatError as exc:
-                raise CorruptLogError(str(exc), segment=path, offset=base + pos) from None
-            for data in items:
-                if seq >= start:
-                    yield Record(seq, data)
-                seq += 1
-        pos = end
+        # seq <= limit(): its frame is wholly in the file. Read it (again, if ``buf`` is stale
+        # or ends too early); a tailing reader that waited usually needs little, so less.
+        need = 20 if pos + 20 > len(buf) else 20 + min(_unpack_frame(buf, pos)[1], max_length)
+        stale = seq > known
+        known = limit()
+        base += pos
+        pos = 0
+        size = STALE_READ if stale and need <= STALE_READ else max(need, READ_CHUNK)
+        buf = await _read_at(reader, base, size)
+        if len(buf) < need:
+            raise CorruptLogError(f"record {seq} is missing or cut short", segment=path, offset=base)
 
 
 async def _read_at(reader: AsyncReader, offset: int, size: int) -> bytes:
