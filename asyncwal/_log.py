@@ -8,7 +8,9 @@ How a record travels (docs/design.md tells it at length):
    caller's wait can never cancel another's.
 2. One writer task per log takes *everything* pending as one group and runs the write (and,
    when the mode or a waiter needs it, the fdatasync) in ONE call on the log's private
-   single-thread executor. While that call runs, the next group accumulates.
+   single-thread executor. While that call runs, the next group accumulates. In sync mode up
+   to two groups are in flight (two cohorts of callers: one appends while the other's fsync
+   runs); the thread still runs them one at a time, in order.
 3. When the call returns, the writer advances ``written_seq`` (and ``durable_seq`` if it
    synced) and resolves exactly the futures whose level is now reached.
 4. If a write or sync raises, the log fails for good: every unresolved future gets its own
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import functools
 import logging
 import os
 import statistics
@@ -76,6 +79,11 @@ _FAILED: Final = 2
 
 LOCK_NAME: Final = "LOCK"
 
+#: Sync mode: a group of at least this many parts (two per record), found while the I/O
+#: thread is idle, is split in two, to start a second cohort (see _submit_group).
+_SPLIT_PARTS: Final = 128
+_SEQ_AT = struct.Struct("<Q")
+
 #: MEMORY-level acks are immediate until this many parts (two per record) wait for the writer.
 _MEMORY_ACK_PARTS: Final = 2048
 
@@ -109,6 +117,18 @@ class Stats:
     queued_bytes: int  #: bytes of those records
     executor_seconds: float  #: time the writer spent waiting on its executor
     segments: int  #: segment files in the log
+
+
+class _Group(NamedTuple):
+    """A group of records handed to the I/O thread."""
+
+    first: int
+    last: int
+    nbytes: int
+    frames: int
+    os_q: list[tuple[int, asyncio.Future[Any]]]  # waiting for OS
+    disk_q: list[tuple[int, asyncio.Future[Any]]]  # waiting for DISK
+    started: float
 
 
 class _Waiter(NamedTuple):
@@ -176,9 +196,12 @@ class Log:
         # Futures of records in ``_pending``, by the level they wait for: (seq, future).
         self._os_q: list[tuple[int, asyncio.Future[Any]]] = []
         self._disk_q: list[tuple[int, asyncio.Future[Any]]] = []
-        # The group being written, kept reachable so a failure can fail its futures.
-        self._inflight_os: list[tuple[int, asyncio.Future[Any]]] = []
-        self._inflight_disk: list[tuple[int, asyncio.Future[Any]]] = []
+        # Groups handed to the I/O thread and not yet completed, oldest first (the thread runs
+        # them in this order). Sync mode keeps up to two in flight, so that one cohort of
+        # appenders runs on the loop while the other's write + fsync runs on the thread.
+        self._in_flight: deque[_Group] = deque()
+        self._depth = 2 if options.sync_mode == "sync" else 1
+        self._submitted_seq = last
         # Other waits: batches, wait_for(), sync(), checkpoints. Small; scanned on progress.
         self._waiters: list[_Waiter] = []
         # Appends waiting for queue space, in call order; they get a seq when admitted.
@@ -590,30 +613,29 @@ class Log:
         d = self._durable_seq
         return any(w.level is _DISK and w.seq > d for w in self._waiters)
 
-    def _have_work(self) -> bool:
-        if self._pending or self._truncations:
-            return True
-        if self._written_seq > self._durable_seq and self._sync_wanted():
-            return True
-        return bool(self._checkpoints and self._checkpoints[0][0] <= self._written_seq)
-
     async def _writer_main(self) -> None:
         loop = self._loop
         try:
-            while True:
-                if not self._have_work():
-                    if self._closing and not self._space_waiters:
-                        break
-                    self._wakeup = loop.create_future()
-                    await self._wakeup
+            while not self._state:
+                if self._pending and len(self._in_flight) < self._depth:
+                    self._submit_group()
                     continue
-                if self._pending:
-                    await self._write_group()
-                elif self._written_seq > self._durable_seq and self._sync_wanted():
-                    await self._sync_only()
-                if self._checkpoints or self._truncations:
-                    await self._run_control()
-            if self._written_seq > self._durable_seq:
+                if not self._in_flight:
+                    # The I/O thread is idle: syncs and control work run only then.
+                    if self._written_seq > self._durable_seq and self._sync_wanted():
+                        await self._sync_only()
+                        continue
+                    if self._truncations or (
+                        self._checkpoints and self._checkpoints[0][0] <= self._written_seq
+                    ):
+                        await self._run_control()
+                        continue
+                    if self._closing and not self._pending and not self._space_waiters:
+                        break
+                # Woken by an append, a completed group, a timer, a control call or close().
+                self._wakeup = loop.create_future()
+                await self._wakeup
+            if not self._state and self._written_seq > self._durable_seq:
                 await self._sync_only()
         except asyncio.CancelledError:
             self._fail(LogClosedError("the log's writer task was cancelled (was the log closed?)"))
@@ -628,48 +650,73 @@ class Log:
         finally:
             self._executor_seconds += self._loop.time() - start
 
-    async def _write_group(self) -> None:
+    def _submit_group(self) -> None:
+        """Hand the pending records (or, to start a second cohort, the first half) to the
+        I/O thread as one group: one write, plus the fsync when needed, in one call."""
         parts = self._pending
+        if self._depth > 1 and not self._in_flight and len(parts) >= _SPLIT_PARTS:
+            half = len(parts) // 4 * 2  # a frame boundary: parts alternate header, payload
+            split = _SEQ_AT.unpack_from(parts[half], 8)[0]  # first seq of the second half
+            self._pending = parts[half:]
+            parts = parts[:half]
+            last = split - 1
+            os_q, self._os_q = _split_queue(self._os_q, split)
+            disk_q, self._disk_q = _split_queue(self._disk_q, split)
+        else:
+            self._pending = []
+            last = self._next_seq - 1
+            os_q, disk_q = self._os_q, self._disk_q
+            self._os_q = []
+            self._disk_q = []
+        first = self._submitted_seq + 1
+        self._submitted_seq = last
         nbytes = sum(map(len, parts))
-        first = self._written_seq + 1
-        last = self._next_seq - 1
-        self._pending = []
-        g_os = self._inflight_os = self._os_q
-        g_disk = self._inflight_disk = self._disk_q
-        self._os_q = []
-        self._disk_q = []
         need_sync = (
             self._sync_each_group
-            or bool(g_disk)
+            or bool(disk_q)
             or self._sync_wanted()
             or (self._batch_mode and last - self._durable_seq >= self._batch_size)
         )
-        created, durable = await self._in_executor(self._seg.write_group, parts, nbytes, last, need_sync)
-        self._inflight_os = []
-        self._inflight_disk = []
+        group = _Group(first, last, nbytes, len(parts) // 2, os_q, disk_q, self._loop.time())
+        self._in_flight.append(group)
+        fut = self._io.submit(self._seg.write_group, parts, nbytes, last, need_sync)
+        fut.add_done_callback(functools.partial(self._group_done, group))
+
+    def _group_done(self, group: _Group, fut: asyncio.Future[tuple[list[int], int]]) -> None:
+        """Completion of a group, in submission order: advance the levels, resolve waiters."""
+        assert self._in_flight[0] is group, "groups complete in submission order"
+        self._executor_seconds += self._loop.time() - group.started
+        exc = fut.exception()  # retrieved even when unused: a failed group queued behind a failed one
+        if exc is not None and not self._state:
+            self._fail(exc)  # the group is still in _in_flight, so its futures are failed too
+        self._in_flight.popleft()
+        if self._state:  # failed (now or before) or closed: nothing to resolve
+            return
+        created, durable = fut.result()
+        count = group.last - group.first + 1
         self._n_groups += 1
-        count = last - first + 1
         self._n_group_records += count
         self._group_sizes.append(count)
         self._n_appends += count
-        self._n_bytes += nbytes - FRAME_HEADER_SIZE * (len(parts) // 2)
+        self._n_bytes += group.nbytes - FRAME_HEADER_SIZE * group.frames
         if created:
             self._segments.extend(created)
-        self._written_seq = last
-        self._queued_bytes -= nbytes
-        for seq, fut in g_os:
-            if not fut.done():
-                fut.set_result(seq)
+        self._written_seq = group.last
+        self._queued_bytes -= group.nbytes
+        for seq, f in group.os_q:
+            if not f.done():
+                f.set_result(seq)
         if durable:
             self._synced(durable)
-            for seq, fut in g_disk:
-                if not fut.done():
-                    fut.set_result(seq)
+            for seq, f in group.disk_q:
+                if not f.done():
+                    f.set_result(seq)
         elif self._batch_mode and self._timer is None and self._written_seq > self._durable_seq:
             self._timer = self._loop.call_later(self._batch_interval, self._on_timer)
         self._after_progress()
         if self._space_waiters:
             self._admit_space_waiters()
+        self._wake()
 
     async def _sync_only(self) -> None:
         target = self._written_seq  # what this sync covers: writes only happen in this task
@@ -777,13 +824,16 @@ class Log:
             return err
 
         futures: list[asyncio.Future[Any]] = []
-        for q in (self._inflight_os, self._inflight_disk, self._os_q, self._disk_q):
+        for group in self._in_flight:
+            futures += (f for _, f in group.os_q)
+            futures += (f for _, f in group.disk_q)
+        for q in (self._os_q, self._disk_q):
             futures += (f for _, f in q)
         futures += (w.future for w in self._waiters)
         futures += (f for _, _, f in self._space_waiters)
         futures += (f for _, _, f in self._checkpoints)
         futures += (f for _, f in self._truncations)
-        self._inflight_os, self._inflight_disk, self._os_q, self._disk_q = [], [], [], []
+        self._os_q, self._disk_q = [], []
         self._waiters, self._checkpoints, self._truncations = [], [], []
         self._space_waiters.clear()
         self._pending = []
@@ -901,6 +951,18 @@ class Log:
             executor_seconds=self._executor_seconds,
             segments=len(self._segments),
         )
+
+
+def _split_queue(
+    queue: list[tuple[int, asyncio.Future[Any]]], seq: int
+) -> tuple[list[tuple[int, asyncio.Future[Any]]], list[tuple[int, asyncio.Future[Any]]]]:
+    """Split a seq-ordered waiter queue into the waiters below ``seq`` and the rest."""
+    i = bisect.bisect_left(queue, seq, key=_first)
+    return queue[:i], queue[i:]
+
+
+def _first(item: tuple[int, asyncio.Future[Any]]) -> int:
+    return item[0]
 
 
 def _resolve(fut: asyncio.Future[int], seq: int) -> None:

@@ -15,6 +15,7 @@ the event-loop thread. Invariants kept by :class:`SegmentWriter`:
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import struct
@@ -86,6 +87,7 @@ class SegmentWriter:
         self.fsync_count = 0
         self.fsync_total_seconds = 0.0
         self.slow_fsync_seconds = 1.0
+        self._broken: BaseException | None = None
 
     # -- opening ---------------------------------------------------------------------------
 
@@ -142,6 +144,20 @@ class SegmentWriter:
         :raises OSError: from the file system; the group's outcome is then unknown and the
             caller must stop using this writer
         """
+        if self._broken is not None:
+            raise OSError(
+                errno.EIO, "not written: an earlier write or fsync of this log failed"
+            ) from self._broken
+        try:
+            return self._write_group(parts, nbytes, last_seq, sync)
+        except BaseException as exc:
+            # Fail-stop: a group queued behind a failed one is never written.
+            self._broken = exc
+            raise
+
+    def _write_group(
+        self, parts: Sequence[bytes], nbytes: int, last_seq: int, sync: bool
+    ) -> tuple[list[int], int]:
         created: list[int] = []
         durable = 0
         if self.offset + nbytes <= self._segment_size or (

@@ -242,3 +242,26 @@ async def test_failed_checkpoint_fails_the_caller(backend: Backend) -> None:
     async with asyncwal.open(backend.path, **backend.options()) as again:
         assert again.last_checkpoint is None
         assert again.last_seq == 1
+
+
+async def test_nothing_is_written_after_a_failed_fsync_even_if_already_queued(backend: Backend) -> None:
+    ops = backend.faulty()
+    log = await asyncwal.open(backend.path, **backend.options(file_ops=ops))
+    await log.append(b"durable")
+    gate = ops.block("sync")
+    ops.inject("sync", errno.EIO)
+    # 200 records at once with the I/O thread idle: sync mode hands them over as two groups
+    # in the same step, the second queued behind the first.
+    futs = [log.append(b"r%d" % i) for i in range(200)]
+    await gate.wait_entered()  # the first group is in its fsync, which will fail
+    writes_before_failure = ops.calls["pwrite"]
+    gate.release()
+    results = await asyncio.gather(*futs, return_exceptions=True)
+    assert all(isinstance(r, asyncwal.LogFailedError) for r in results)
+    assert ops.calls["pwrite"] == writes_before_failure  # the queued group was never written
+    assert log.failed and log.durable_seq == 1
+    await log.close()
+    ops.clear()
+    async with asyncwal.open(backend.path, **backend.options()) as again:
+        assert [r.data async for r in again.replay()][0] == b"durable"  # noqa: RUF015
+        assert again.last_seq <= 101  # seq 1, and at most the first group (2..101), outcome unknown
