@@ -36,7 +36,9 @@ __all__ = (
     "BATCH",
     "DATA",
     "FORMAT_VERSION",
+    "FRAME",
     "FRAME_HEADER_SIZE",
+    "FRAME_TAIL",
     "META_NAME",
     "SEGMENT_HEADER_SIZE",
     "FormatError",
@@ -48,8 +50,10 @@ __all__ = (
     "encode_meta",
     "encode_segment_header",
     "frame_header",
+    "frame_seq",
     "parse_segment_name",
     "segment_name",
+    "U32",
 )
 
 FORMAT_VERSION: Final = 1
@@ -64,18 +68,20 @@ BATCH: Final = 2
 _SEG_HEADER = struct.Struct("<8sIIQI4x")
 SEGMENT_HEADER_SIZE: Final = _SEG_HEADER.size  # 32
 
-_FRAME = struct.Struct("<IIQB3x")
-_FRAME_TAIL = struct.Struct("<IQB3x")  # the part of the frame header covered by the CRC
-_U32 = struct.Struct("<I")
-FRAME_HEADER_SIZE: Final = _FRAME.size  # 20
+#: The frame header, and its part after the CRC (what the CRC covers, with the payload).
+#: Other modules frame and parse records with these; the layout is defined only here.
+FRAME = struct.Struct("<IIQB3x")
+FRAME_TAIL = struct.Struct("<IQB3x")
+U32 = struct.Struct("<I")
+FRAME_HEADER_SIZE: Final = FRAME.size  # 20
 
 _META = struct.Struct("<8sIIQQI")  # magic version flags low_water cp_seq cp_len
 _META_HAS_CHECKPOINT: Final = 1
 
 crc32c = google_crc32c.value
 _crc_extend = google_crc32c.extend
-_tail_pack = _FRAME_TAIL.pack
-_u32_pack = _U32.pack
+_tail_pack = FRAME_TAIL.pack
+_u32_pack = U32.pack
 
 
 class FormatError(Exception):
@@ -116,6 +122,11 @@ def decode_segment_header(buf: bytes | memoryview) -> int:
     return int(first_seq)
 
 
+def frame_seq(header: bytes) -> int:
+    """The seq field of an encoded frame header."""
+    return int.from_bytes(header[8:16], "little")
+
+
 def frame_header(seq: int, payload: bytes, rtype: int = DATA) -> bytes:
     """The 20-byte header that precedes ``payload`` on disk."""
     tail = _tail_pack(len(payload), seq, rtype)
@@ -133,7 +144,7 @@ def decode_batch(payload: bytes | memoryview) -> list[bytes]:
     """Split a BATCH payload; raise FormatError unless it parses exactly."""
     if len(payload) < 4:
         raise FormatError("batch payload shorter than its count")
-    (count,) = _U32.unpack_from(payload, 0)
+    (count,) = U32.unpack_from(payload, 0)
     table_end = 4 + 4 * count
     if count == 0 or table_end > len(payload):
         raise FormatError(f"batch count {count} does not fit its payload")
@@ -147,11 +158,6 @@ def decode_batch(payload: bytes | memoryview) -> list[bytes]:
         out.append(bytes(view[pos : pos + n]))
         pos += n
     return out
-
-
-def batch_count(payload: bytes | memoryview) -> int:
-    """Number of records in a BATCH payload that already passed its CRC."""
-    return int(_U32.unpack_from(payload, 0)[0])
 
 
 # -- frame scanning ---------------------------------------------------------------------
@@ -180,7 +186,7 @@ def scan_frame(
         if not any(buf[pos:size]):
             return END, 0, 0, ""
         return NEED_MORE, 0, 0, "frame header runs past the end of the file"
-    crc, length, seq, rtype = _FRAME.unpack_from(buf, pos)
+    crc, length, seq, rtype = FRAME.unpack_from(buf, pos)
     if crc == 0 and length == 0 and seq == 0 and rtype == 0:
         return END, 0, 0, ""  # the caller decides whether the rest is zero too
     if rtype not in (DATA, BATCH) or buf[pos + 17 : pos + 20] != b"\0\0\0":
@@ -232,7 +238,7 @@ def decode_meta(buf: bytes) -> tuple[int, tuple[int, bytes] | None]:
     magic, version, flags, low_water, cp_seq, cp_len = _META.unpack_from(buf, 0)
     if magic != META_MAGIC:
         raise FormatError("META file has a bad magic")
-    if len(buf) != _META.size + cp_len + 4 or _U32.unpack_from(buf, len(buf) - 4)[0] != crc32c(buf[:-4]):
+    if len(buf) != _META.size + cp_len + 4 or U32.unpack_from(buf, len(buf) - 4)[0] != crc32c(buf[:-4]):
         raise FormatError("META file checksum mismatch")
     if version != FORMAT_VERSION:
         raise FormatError(f"META format version {version} is not supported")

@@ -28,7 +28,6 @@ import functools
 import logging
 import os
 import statistics
-import struct
 import threading
 import warnings
 from collections import deque
@@ -45,7 +44,17 @@ from ._errors import (
     WrongEventLoopError,
 )
 from ._fileops import FileOps, OsFileOps
-from ._format import BATCH, DATA, FRAME_HEADER_SIZE, encode_batch, segment_name
+from ._format import (
+    BATCH,
+    DATA,
+    FRAME_HEADER_SIZE,
+    FRAME_TAIL,
+    U32,
+    encode_batch,
+    frame_header,
+    frame_seq,
+    segment_name,
+)
 from ._iothread import IOThread
 from ._options import Durability, Options
 from ._reader import Record, read_segment
@@ -60,9 +69,8 @@ __all__ = ("Checkpoint", "Log", "Stats", "open")
 logger = logging.getLogger("asyncwal")
 
 _T = TypeVar("_T")
-_TAIL = struct.Struct("<IQB3x")
-_tail_pack = _TAIL.pack
-_u32_pack = struct.Struct("<I").pack
+_tail_pack = FRAME_TAIL.pack
+_u32_pack = U32.pack
 _crc = google_crc32c.value
 _crc_extend = google_crc32c.extend
 _get_running_loop = asyncio._get_running_loop
@@ -82,7 +90,6 @@ LOCK_NAME: Final = "LOCK"
 #: Sync mode: a group of at least this many parts (two per record), found while the I/O
 #: thread is idle, is split in two, to start a second cohort (see _submit_group).
 _SPLIT_PARTS: Final = 128
-_SEQ_AT = struct.Struct("<Q")
 
 #: MEMORY-level acks are immediate until this many parts (two per record) wait for the writer.
 _MEMORY_ACK_PARTS: Final = 2048
@@ -370,10 +377,7 @@ class Log:
         :raises RecordTooLargeError: a record exceeds ``max_record_size``, or the batch
             (with its length table: 4 bytes per record + 4) exceeds ``max_batch_bytes``
         """
-        if self._state or self._closing:
-            raise self._unusable()
-        if _get_ident() != self._thread:
-            raise WrongEventLoopError("a log can only be used from the event loop that opened it")
+        self._check_usable()
         if isinstance(records, bytes | bytearray | memoryview | str):
             raise TypeError("append_batch() takes an iterable of records, not a single record")
         payloads = [r if type(r) is bytes else _to_bytes(r) for r in records]
@@ -400,8 +404,7 @@ class Log:
     def _enqueue_batch(self, body: bytes, count: int, fut: asyncio.Future[list[int]]) -> None:
         first = self._next_seq
         self._next_seq = first + count
-        tail = _tail_pack(len(body), first, BATCH)
-        self._pending += (_u32_pack(_crc_extend(_crc(tail), body)) + tail, body)
+        self._pending += (frame_header(first, body, BATCH), body)
         self._queued_bytes += len(body) + FRAME_HEADER_SIZE
         self._n_batches += 1
         last = first + count - 1
@@ -656,7 +659,7 @@ class Log:
         parts = self._pending
         if self._depth > 1 and not self._in_flight and len(parts) >= _SPLIT_PARTS:
             half = len(parts) // 4 * 2  # a frame boundary: parts alternate header, payload
-            split = _SEQ_AT.unpack_from(parts[half], 8)[0]  # first seq of the second half
+            split = frame_seq(parts[half])  # first seq of the second half
             self._pending = parts[half:]
             parts = parts[:half]
             last = split - 1

@@ -6,13 +6,12 @@ chunks, and every frame's CRC is checked again: bytes can rot at rest.
 
 from __future__ import annotations
 
-import struct
 from typing import TYPE_CHECKING, NamedTuple
 
 import google_crc32c
 
 from ._errors import CorruptLogError
-from ._format import BATCH, DATA, SEGMENT_HEADER_SIZE, FormatError, decode_batch, decode_segment_header
+from ._format import BATCH, DATA, FRAME, SEGMENT_HEADER_SIZE, FormatError, decode_batch, decode_segment_header
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -23,8 +22,7 @@ __all__ = ("READ_CHUNK", "Record", "read_segment")
 
 READ_CHUNK = 1 << 20
 STALE_READ = 1 << 16
-_FRAME = struct.Struct("<IIQB3x")
-_unpack_frame = _FRAME.unpack_from
+_unpack_frame = FRAME.unpack_from
 _crc = google_crc32c.value
 
 

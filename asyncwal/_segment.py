@@ -18,18 +18,17 @@ from __future__ import annotations
 import errno
 import logging
 import os
-import struct
 import time
 from collections import deque
 from typing import TYPE_CHECKING
 
 from ._fileops import FileOps, write_all
 from ._format import (
-    FRAME_HEADER_SIZE,
     META_NAME,
     SEGMENT_HEADER_SIZE,
     encode_meta,
     encode_segment_header,
+    frame_seq,
     segment_name,
 )
 
@@ -40,7 +39,6 @@ __all__ = ("PREALLOCATE_STEP", "SegmentWriter", "write_file_atomically")
 
 PREALLOCATE_STEP = 1 << 20
 _ZEROS = bytes(PREALLOCATE_STEP)
-_SEQ_AT = struct.Struct("<Q")
 
 logger = logging.getLogger("asyncwal")
 
@@ -174,7 +172,7 @@ class SegmentWriter:
                     if chunk:
                         self._append(b"".join(chunk))
                         chunk, chunk_bytes = [], 0
-                    first = _SEQ_AT.unpack_from(parts[i], 8)[0]
+                    first = frame_seq(parts[i])
                     self.rotate(first)
                     durable = first - 1
                     created.append(first)
@@ -248,7 +246,3 @@ class SegmentWriter:
                 raise AssertionError("the active segment is never removed")
             self._ops.unlink(os.path.join(self._dir, segment_name(first)))
         self._ops.sync_dir(self._dir)
-
-
-#: Bytes of framing per record, for callers that size groups.
-FRAME_OVERHEAD = FRAME_HEADER_SIZE
