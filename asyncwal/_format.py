@@ -28,9 +28,14 @@ record; and because the seq is covered, a stale frame from an older position can
 from __future__ import annotations
 
 import struct
-from typing import Final
+import sys
+from array import array
+from typing import TYPE_CHECKING, Final
 
 import google_crc32c
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
 
 __all__ = (
     "BATCH",
@@ -46,11 +51,12 @@ __all__ = (
     "decode_batch",
     "decode_meta",
     "decode_segment_header",
+    "batch_count",
     "encode_batch",
+    "encode_frame",
     "encode_meta",
     "encode_segment_header",
     "frame_header",
-    "frame_seq",
     "parse_segment_name",
     "segment_name",
     "U32",
@@ -82,6 +88,8 @@ crc32c = google_crc32c.value
 _crc_extend = google_crc32c.extend
 _tail_pack = FRAME_TAIL.pack
 _u32_pack = U32.pack
+_BIG_ENDIAN = sys.byteorder == "big"
+assert array("I").itemsize == 4, "BATCH length tables are arrays of 32-bit unsigned ints"
 
 
 class FormatError(Exception):
@@ -122,39 +130,54 @@ def decode_segment_header(buf: bytes | memoryview) -> int:
     return int(first_seq)
 
 
-def frame_seq(header: bytes) -> int:
-    """The seq field of an encoded frame header."""
-    return int.from_bytes(header[8:16], "little")
-
-
 def frame_header(seq: int, payload: bytes, rtype: int = DATA) -> bytes:
     """The 20-byte header that precedes ``payload`` on disk."""
     tail = _tail_pack(len(payload), seq, rtype)
     return _u32_pack(_crc_extend(crc32c(tail), payload)) + tail
 
 
-def encode_batch(payloads: list[bytes]) -> bytes:
+def encode_batch(payloads: Sequence[bytes]) -> bytes:
     """Payload of a BATCH frame holding ``payloads`` in order."""
-    count = len(payloads)
-    lengths = struct.pack(f"<{count + 1}I", count, *map(len, payloads))
-    return b"".join((lengths, *payloads))
+    table = array("I", (len(payloads),))
+    table.extend(map(len, payloads))
+    if _BIG_ENDIAN:
+        table.byteswap()
+    return b"".join((table.tobytes(), *payloads))
 
 
-def decode_batch(payload: bytes | memoryview) -> list[bytes]:
-    """Split a BATCH payload; raise FormatError unless it parses exactly."""
+def encode_frame(seq: int, payloads: Sequence[bytes]) -> tuple[bytes, bytes]:
+    """Header and payload of the frame holding ``payloads`` from ``seq`` on.
+
+    One record is a DATA frame; several are a BATCH frame, so that a whole group costs one
+    header and one CRC however many records it holds.
+    """
+    if len(payloads) == 1:
+        payload = payloads[0]
+        return frame_header(seq, payload), payload
+    body = encode_batch(payloads)
+    return frame_header(seq, body, BATCH), body
+
+
+def batch_count(payload: bytes | memoryview) -> int:
+    """How many records a BATCH payload holds; raise FormatError unless it parses exactly."""
     if len(payload) < 4:
         raise FormatError("batch payload shorter than its count")
     (count,) = U32.unpack_from(payload, 0)
     table_end = 4 + 4 * count
     if count == 0 or table_end > len(payload):
         raise FormatError(f"batch count {count} does not fit its payload")
-    lengths = struct.unpack_from(f"<{count}I", payload, 4)
-    if table_end + sum(lengths) != len(payload):
+    if table_end + sum(struct.unpack_from(f"<{count}I", payload, 4)) != len(payload):
         raise FormatError("batch lengths do not add up to its payload")
+    return int(count)
+
+
+def decode_batch(payload: bytes | memoryview) -> list[bytes]:
+    """Split a BATCH payload; raise FormatError unless it parses exactly."""
+    count = batch_count(payload)
     out = []
-    pos = table_end
+    pos = 4 + 4 * count
     view = memoryview(payload)
-    for n in lengths:
+    for n in struct.unpack_from(f"<{count}I", payload, 4):
         out.append(bytes(view[pos : pos + n]))
         pos += n
     return out
@@ -202,7 +225,7 @@ def scan_frame(
         return BAD, 0, 0, f"seq {seq} where {expected_seq} was expected"
     if rtype == BATCH:
         try:
-            count = len(decode_batch(buf[pos + 20 : end]))
+            count = batch_count(memoryview(buf)[pos + 20 : end])
         except FormatError as exc:
             return BAD, 0, 0, str(exc)
         return end, rtype, count, ""

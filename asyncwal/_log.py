@@ -2,15 +2,16 @@
 
 How a record travels (docs/design.md tells it at length):
 
-1. ``append()`` runs on the event-loop thread. It validates the payload, takes the next seq,
-   frames the record (header + CRC) and puts it on ``_pending``, all with no ``await`` in
-   between, so seq order is file order. It returns a future of its own: cancelling one
-   caller's wait can never cancel another's.
-2. One writer task per log takes *everything* pending as one group and runs the write (and,
-   when the mode or a waiter needs it, the fdatasync) in ONE call on the log's private
-   single-thread executor. While that call runs, the next group accumulates. In sync mode up
-   to two groups are in flight (two cohorts of callers: one appends while the other's fsync
-   runs); the thread still runs them one at a time, in order.
+1. ``append()`` runs on the event-loop thread. It validates the payload, takes the next seq
+   and puts the payload on ``_pending``, with no ``await`` in between, so seq order is file
+   order. It returns a future of its own: cancelling one caller's wait can never cancel
+   another's.
+2. One writer task per log takes *everything* pending as one group and runs the framing, the
+   write (and, when the mode or a waiter needs it, the fdatasync) in ONE call on the log's
+   private I/O thread. A group's records share frames: one header and one CRC per frame, not
+   per record (see SegmentWriter.write_group). While that call runs, the next group
+   accumulates. In sync mode up to two groups are in flight (two cohorts of callers: one
+   appends while the other's fsync runs); the thread still runs them one at a time, in order.
 3. When the call returns, the writer advances ``written_seq`` (and ``durable_seq`` if it
    synced) and resolves exactly the futures whose level is now reached.
 4. If a write or sync raises, the log fails for good: every unresolved future gets its own
@@ -34,8 +35,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
-import google_crc32c
-
 from ._errors import (
     LogClosedError,
     LogFailedError,
@@ -44,22 +43,12 @@ from ._errors import (
     WrongEventLoopError,
 )
 from ._fileops import FileOps, OsFileOps
-from ._format import (
-    BATCH,
-    DATA,
-    FRAME_HEADER_SIZE,
-    FRAME_TAIL,
-    U32,
-    encode_batch,
-    frame_header,
-    frame_seq,
-    segment_name,
-)
+from ._format import encode_batch, segment_name
 from ._iothread import IOThread
 from ._options import Durability, Options
 from ._reader import Record, read_segment
 from ._recovery import RecoveredLog, RecoveryReport, max_frame_length, recover
-from ._segment import SegmentWriter
+from ._segment import Batch, SegmentWriter
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
@@ -69,10 +58,6 @@ __all__ = ("Checkpoint", "Log", "Stats", "open")
 logger = logging.getLogger("asyncwal")
 
 _T = TypeVar("_T")
-_tail_pack = FRAME_TAIL.pack
-_u32_pack = U32.pack
-_crc = google_crc32c.value
-_crc_extend = google_crc32c.extend
 _get_running_loop = asyncio._get_running_loop
 _get_ident = threading.get_ident
 
@@ -87,12 +72,13 @@ _FAILED: Final = 2
 
 LOCK_NAME: Final = "LOCK"
 
-#: Sync mode: a group of at least this many parts (two per record), found while the I/O
-#: thread is idle, is split in two, to start a second cohort (see _submit_group).
-_SPLIT_PARTS: Final = 128
+#: Sync mode: a group of at least this many records, found while the I/O thread is idle, is
+#: split in two, to start a second cohort (see _submit_group).
+_SPLIT_RECORDS: Final = 64
 
-#: MEMORY-level acks are immediate until this many parts (two per record) wait for the writer.
-_MEMORY_ACK_PARTS: Final = 2048
+#: MEMORY-level acks are immediate until this many records wait for the writer; past that,
+#: an ack waits until the writer has taken the record (see _enqueue_record).
+_MEMORY_ACK_RECORDS: Final = 1024
 
 
 class Checkpoint(NamedTuple):
@@ -131,8 +117,7 @@ class _Group(NamedTuple):
 
     first: int
     last: int
-    nbytes: int
-    frames: int
+    nbytes: int  # payload bytes (a Batch counts its whole body)
     os_q: list[tuple[int, asyncio.Future[Any]]]  # waiting for OS
     disk_q: list[tuple[int, asyncio.Future[Any]]]  # waiting for DISK
     started: float
@@ -196,13 +181,16 @@ class Log:
         self._written_seq = last
         self._durable_seq = last
 
-        # Records accepted and not yet taken by the writer: alternating header, payload.
-        self._pending: list[bytes] = []
+        # Records accepted and not yet taken by the writer: payloads, and a Batch for each
+        # append_batch() call.
+        self._pending: list[bytes | Batch] = []
+        self._pending_bytes = 0
+        self._pending_batches = 0
         self._queued_bytes = 0  # pending + in flight: what backpressure bounds
-        self._queued_records = 0
         # Futures of records in ``_pending``, by the level they wait for: (seq, future).
         self._os_q: list[tuple[int, asyncio.Future[Any]]] = []
         self._disk_q: list[tuple[int, asyncio.Future[Any]]] = []
+        self._mem_q: list[tuple[int, asyncio.Future[Any]]] = []  # MEMORY acks held back
         # Groups handed to the I/O thread and not yet completed, oldest first (the thread runs
         # them in this order). Sync mode keeps up to two in flight, so that one cohort of
         # appenders runs on the loop while the other's write + fsync runs on the thread.
@@ -325,15 +313,16 @@ class Log:
         :raises LogClosedError: the log is closed or closing
         :raises LogFailedError: the log has failed, or fails before the record reaches its level
         """
-        if self._state or self._closing:
-            raise self._unusable()
-        if _get_ident() != self._thread:
+        if self._state or self._closing or _get_ident() != self._thread:
+            if self._state or self._closing:
+                raise self._unusable()
             raise WrongEventLoopError("a log can only be used from the event loop that opened it")
         if type(data) is not bytes:
             data = _to_bytes(data)
-        n = len(data)
-        if n > self._max_record:
-            raise RecordTooLargeError(f"record of {n} bytes exceeds max_record_size={self._max_record}")
+        if len(data) > self._max_record:
+            raise RecordTooLargeError(
+                f"record of {len(data)} bytes exceeds max_record_size={self._max_record}"
+            )
         level = self._default_level if durability is None else _check_level(durability)
         fut: asyncio.Future[int] = self._create_future()
         if self._queued_bytes > self._max_pending or self._space_waiters:
@@ -345,27 +334,31 @@ class Log:
         return fut
 
     def _enqueue_record(self, data: bytes, level: Durability, fut: asyncio.Future[int]) -> None:
-        """Give ``data`` the next seq, frame it and queue it; register ``fut`` for ``level``.
+        """Give ``data`` the next seq and queue it; register ``fut`` for ``level``.
 
-        No await and no exception in here: seq order must be file order.
+        No await and no exception in here: seq order must be file order. The framing (header
+        and CRC) is done by the writer, per frame rather than per record.
         """
         seq = self._next_seq
         self._next_seq = seq + 1
+        pending = self._pending
+        pending.append(data)
         n = len(data)
-        tail = _tail_pack(n, seq, DATA)
-        self._pending += (_u32_pack(_crc_extend(_crc(tail), data)) + tail, data)
-        self._queued_bytes += n + FRAME_HEADER_SIZE
+        self._pending_bytes += n
+        self._queued_bytes += n
         if level is _DISK:
             self._disk_q.append((seq, fut))
         elif level is _OS:
             self._os_q.append((seq, fut))
-        elif len(self._pending) < _MEMORY_ACK_PARTS:
+        elif len(pending) < _MEMORY_ACK_RECORDS:
             fut.set_result(seq)
         else:
-            # Already accepted, but resolved on the next loop turn: an appender that awaits
-            # nothing else then yields once, and the writer (scheduled since the first of
-            # these records) takes them. Otherwise none mode would starve its own writer.
-            self._loop.call_soon(_resolve, fut, seq)
+            # Already accepted, but acknowledged only when the writer takes it. Appenders
+            # that await nothing else would otherwise never let the loop wait, and then the
+            # I/O thread rarely gets the GIL back (a thread that releases the GIL for a moment
+            # and takes it again at once keeps it from a waiting thread); the writer would
+            # fall ever further behind and none mode would be the slowest mode.
+            self._mem_q.append((seq, fut))
 
     def append_batch(self, records: Iterable[bytes | bytearray | memoryview]) -> asyncio.Future[list[int]]:
         """Append records atomically; the awaitable gives their seqs once they are on ``DISK``.
@@ -404,8 +397,10 @@ class Log:
     def _enqueue_batch(self, body: bytes, count: int, fut: asyncio.Future[list[int]]) -> None:
         first = self._next_seq
         self._next_seq = first + count
-        self._pending += (frame_header(first, body, BATCH), body)
-        self._queued_bytes += len(body) + FRAME_HEADER_SIZE
+        self._pending.append(Batch(body, count))
+        self._pending_bytes += len(body)
+        self._pending_batches += 1
+        self._queued_bytes += len(body)
         self._n_batches += 1
         last = first + count - 1
         self._waiters.append(_Waiter(last, _DISK, fut, list(range(first, last + 1))))
@@ -656,34 +651,43 @@ class Log:
     def _submit_group(self) -> None:
         """Hand the pending records (or, to start a second cohort, the first half) to the
         I/O thread as one group: one write, plus the fsync when needed, in one call."""
-        parts = self._pending
-        if self._depth > 1 and not self._in_flight and len(parts) >= _SPLIT_PARTS:
-            half = len(parts) // 4 * 2  # a frame boundary: parts alternate header, payload
-            split = frame_seq(parts[half])  # first seq of the second half
-            self._pending = parts[half:]
-            parts = parts[:half]
-            last = split - 1
-            os_q, self._os_q = _split_queue(self._os_q, split)
-            disk_q, self._disk_q = _split_queue(self._disk_q, split)
+        items = self._pending
+        first = self._submitted_seq + 1
+        batches = self._pending_batches > 0
+        if self._depth > 1 and not self._in_flight and len(items) >= _SPLIT_RECORDS and not batches:
+            half = len(items) // 2
+            self._pending = items[half:]
+            items = items[:half]
+            last = first + half - 1
+            nbytes = sum(map(len, items))
+            self._pending_bytes -= nbytes
+            os_q, self._os_q = _split_queue(self._os_q, last + 1)
+            disk_q, self._disk_q = _split_queue(self._disk_q, last + 1)
+            mem_q, self._mem_q = _split_queue(self._mem_q, last + 1)
         else:
             self._pending = []
             last = self._next_seq - 1
-            os_q, disk_q = self._os_q, self._disk_q
+            nbytes = self._pending_bytes
+            self._pending_bytes = 0
+            self._pending_batches = 0
+            os_q, disk_q, mem_q = self._os_q, self._disk_q, self._mem_q
             self._os_q = []
             self._disk_q = []
-        first = self._submitted_seq + 1
+            self._mem_q = []
         self._submitted_seq = last
-        nbytes = sum(map(len, parts))
         need_sync = (
             self._sync_each_group
             or bool(disk_q)
             or self._sync_wanted()
             or (self._batch_mode and last - self._durable_seq >= self._batch_size)
         )
-        group = _Group(first, last, nbytes, len(parts) // 2, os_q, disk_q, self._loop.time())
+        group = _Group(first, last, nbytes, os_q, disk_q, self._loop.time())
         self._in_flight.append(group)
-        fut = self._io.submit(self._seg.write_group, parts, nbytes, last, need_sync)
+        fut = self._io.submit(self._seg.write_group, items, first, last, need_sync, batches)
         fut.add_done_callback(functools.partial(self._group_done, group))
+        for seq, f in mem_q:
+            if not f.done():
+                f.set_result(seq)
 
     def _group_done(self, group: _Group, fut: asyncio.Future[tuple[list[int], int]]) -> None:
         """Completion of a group, in submission order: advance the levels, resolve waiters."""
@@ -701,7 +705,7 @@ class Log:
         self._n_group_records += count
         self._group_sizes.append(count)
         self._n_appends += count
-        self._n_bytes += group.nbytes - FRAME_HEADER_SIZE * group.frames
+        self._n_bytes += group.nbytes
         if created:
             self._segments.extend(created)
         self._written_seq = group.last
@@ -830,16 +834,17 @@ class Log:
         for group in self._in_flight:
             futures += (f for _, f in group.os_q)
             futures += (f for _, f in group.disk_q)
-        for q in (self._os_q, self._disk_q):
+        for q in (self._os_q, self._disk_q, self._mem_q):
             futures += (f for _, f in q)
         futures += (w.future for w in self._waiters)
         futures += (f for _, _, f in self._space_waiters)
         futures += (f for _, _, f in self._checkpoints)
         futures += (f for _, f in self._truncations)
-        self._os_q, self._disk_q = [], []
+        self._os_q, self._disk_q, self._mem_q = [], [], []
         self._waiters, self._checkpoints, self._truncations = [], [], []
         self._space_waiters.clear()
         self._pending = []
+        self._pending_bytes = self._pending_batches = 0
         for fut in futures:
             if not fut.done():
                 fut.set_exception(error())
@@ -968,11 +973,6 @@ def _first(item: tuple[int, asyncio.Future[Any]]) -> int:
     return item[0]
 
 
-def _resolve(fut: asyncio.Future[int], seq: int) -> None:
-    if not fut.done():
-        fut.set_result(seq)
-
-
 def _quantile(sorted_values: Sequence[float], q: float) -> float:
     if not sorted_values:
         return 0.0
@@ -1049,10 +1049,9 @@ def _prepare(ops: FileOps, path: str, opts: Options) -> tuple[int, RecoveredLog,
     ops.makedirs(path)
     lock = ops.lock(os.path.join(path, LOCK_NAME))
     try:
-        recovered = recover(
-            ops, path, opts.recovery, max_frame_length(opts.max_record_size, opts.max_batch_bytes)
-        )
-        writer = SegmentWriter(ops, path, opts.segment_size, opts.preallocate)
+        max_frame = max_frame_length(opts.max_record_size, opts.max_batch_bytes)
+        recovered = recover(ops, path, opts.recovery, max_frame)
+        writer = SegmentWriter(ops, path, opts.segment_size, opts.preallocate, max_frame)
         writer.slow_fsync_seconds = opts.slow_fsync_seconds
         if recovered.segments:
             writer.open_existing(recovered.segments[-1], recovered.active_end)

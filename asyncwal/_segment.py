@@ -19,25 +19,35 @@ import errno
 import logging
 import os
 import time
+from bisect import bisect_right
 from collections import deque
-from typing import TYPE_CHECKING
+from itertools import accumulate
+from typing import TYPE_CHECKING, NamedTuple
 
 from ._fileops import FileOps, write_all
 from ._format import (
+    BATCH,
+    FRAME_HEADER_SIZE,
     META_NAME,
     SEGMENT_HEADER_SIZE,
+    encode_frame,
     encode_meta,
     encode_segment_header,
-    frame_seq,
+    frame_header,
     segment_name,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-__all__ = ("PREALLOCATE_STEP", "SegmentWriter", "write_file_atomically")
+__all__ = ("MAX_GROUP_FRAME", "PREALLOCATE_STEP", "Batch", "SegmentWriter", "write_file_atomically")
 
 PREALLOCATE_STEP = 1 << 20
+#: Records written together share a BATCH frame of at most this many bytes (a single record
+#: larger than that gets a DATA frame of its own).
+MAX_GROUP_FRAME = 1 << 20
+#: Bytes a BATCH frame adds to its records' payloads: the header and the count.
+_BATCH_OVERHEAD = FRAME_HEADER_SIZE + 4
 _ZEROS = bytes(PREALLOCATE_STEP)
 
 logger = logging.getLogger("asyncwal")
@@ -62,6 +72,13 @@ def write_file_atomically(ops: FileOps, directory: str, name: str, data: bytes) 
     ops.sync_dir(directory)
 
 
+class Batch(NamedTuple):
+    """An ``append_batch()`` in a group: a BATCH payload that keeps a frame of its own."""
+
+    body: bytes
+    records: int  #: how many records it holds
+
+
 class SegmentWriter:
     """Appends encoded frames to the active segment and rotates to new ones.
 
@@ -69,12 +86,16 @@ class SegmentWriter:
     :param directory: the log directory
     :param segment_size: bytes after which a new segment is started
     :param preallocate: zero-fill ahead of the write position
+    :param max_frame: the largest frame readers accept (see recovery.max_frame_length)
     """
 
-    def __init__(self, ops: FileOps, directory: str, segment_size: int, preallocate: bool) -> None:
+    def __init__(
+        self, ops: FileOps, directory: str, segment_size: int, preallocate: bool, max_frame: int
+    ) -> None:
         self._ops = ops
         self._dir = directory
         self._segment_size = segment_size
+        self._frame_cap = min(max_frame, MAX_GROUP_FRAME)
         self._preallocate = preallocate
         self._fd = -1
         self.first_seq = 0  # first seq of the active segment
@@ -129,14 +150,18 @@ class SegmentWriter:
     # -- writing ---------------------------------------------------------------------------
 
     def write_group(
-        self, parts: Sequence[bytes], nbytes: int, last_seq: int, sync: bool
+        self, items: Sequence[bytes | Batch], first_seq: int, last_seq: int, sync: bool, batches: bool
     ) -> tuple[list[int], int]:
-        """Write a group of frames, rotating where a segment fills up.
+        """Frame and write a group of records, rotating where a segment fills up.
 
-        :param parts: frames as alternating header and payload parts, in seq order
-        :param nbytes: total size of ``parts``
-        :param last_seq: the last seq held by ``parts``
+        Consecutive single records share BATCH frames (one header and one CRC for many); a
+        :class:`Batch` keeps a frame of its own. No frame spans two segments.
+
+        :param items: the payloads of single records, and Batch items, in seq order
+        :param first_seq: the seq of the first record in ``items``
+        :param last_seq: the last seq held by ``items``
         :param sync: sync the active segment once everything is written
+        :param batches: whether ``items`` holds any Batch (if not, a faster path is taken)
         :return: ``(created, durable)``: first seqs of the segments created, and the highest
             seq known durable after this call (0 if nothing was synced)
         :raises OSError: from the file system; the group's outcome is then unknown and the
@@ -147,39 +172,47 @@ class SegmentWriter:
                 errno.EIO, "not written: an earlier write or fsync of this log failed"
             ) from self._broken
         try:
-            return self._write_group(parts, nbytes, last_seq, sync)
+            return self._write_group(items, first_seq, last_seq, sync, batches)
         except BaseException as exc:
             # Fail-stop: a group queued behind a failed one is never written.
             self._broken = exc
             raise
 
     def _write_group(
-        self, parts: Sequence[bytes], nbytes: int, last_seq: int, sync: bool
+        self, items: Sequence[bytes | Batch], seq: int, last_seq: int, sync: bool, batches: bool
     ) -> tuple[list[int], int]:
         created: list[int] = []
         durable = 0
-        if self.offset + nbytes <= self._segment_size or (
-            self.offset == SEGMENT_HEADER_SIZE and len(parts) == 2
-        ):
-            self._append(b"".join(parts) if len(parts) > 2 else parts[0] + parts[1])
-        else:
-            chunk: list[bytes] = []
-            chunk_bytes = 0
-            for i in range(0, len(parts), 2):
-                size = len(parts[i]) + len(parts[i + 1])
-                used = self.offset + chunk_bytes
-                if used + size > self._segment_size and used > SEGMENT_HEADER_SIZE:
-                    if chunk:
-                        self._append(b"".join(chunk))
-                        chunk, chunk_bytes = [], 0
-                    first = frame_seq(parts[i])
-                    self.rotate(first)
-                    durable = first - 1
-                    created.append(first)
-                chunk += (parts[i], parts[i + 1])
-                chunk_bytes += size
-            if chunk:
-                self._append(b"".join(chunk))
+        out: list[bytes] = []  # encoded frames not yet written to the active segment
+        used = self.offset  # where the next frame would start
+        i, n = 0, len(items)
+        while i < n:
+            room = self._segment_size - used
+            item = items[i]
+            if batches and type(item) is Batch:
+                end, count, size = i + 1, item.records, FRAME_HEADER_SIZE + len(item.body)
+            else:
+                end = _run_end(items, i) if batches else n
+                end, size = _fit(items, i, end, min(room, self._frame_cap))
+                count = end - i
+            if size > room and used > SEGMENT_HEADER_SIZE:
+                if out:
+                    self._append(b"".join(out))
+                    out = []
+                self.rotate(seq)
+                created.append(seq)
+                durable = seq - 1
+                used = self.offset
+                continue
+            if type(item) is Batch:
+                out += (frame_header(seq, item.body, BATCH), item.body)
+            else:
+                out += encode_frame(seq, items[i:end])  # type: ignore[arg-type]
+            used += size
+            seq += count
+            i = end
+        if out:
+            self._append(b"".join(out) if len(out) > 2 else out[0] + out[1])
         if sync:
             self._timed_sync(self._fd)
             durable = last_seq
@@ -246,3 +279,28 @@ class SegmentWriter:
                 raise AssertionError("the active segment is never removed")
             self._ops.unlink(os.path.join(self._dir, segment_name(first)))
         self._ops.sync_dir(self._dir)
+
+
+def _run_end(items: Sequence[bytes | Batch], i: int) -> int:
+    """The end of the run of single records that starts at ``items[i]``."""
+    n = len(items)
+    while i < n and type(items[i]) is not Batch:
+        i += 1
+    return i
+
+
+def _fit(items: Sequence[bytes | Batch], i: int, end: int, room: int) -> tuple[int, int]:
+    """The longest run ``items[i:j]`` (``j <= end``, at least one record) whose frame fits in
+    ``room`` bytes, and that frame's size: ``(j, size)``."""
+    run = items[i:end]
+    lengths = list(accumulate(map(len, run), initial=0))  # lengths[k]: payload bytes of k records
+    k = len(run)
+    if k > 1 and _BATCH_OVERHEAD + 4 * k + lengths[k] > room:
+
+        def frame_size(k: int) -> int:
+            return _BATCH_OVERHEAD + 4 * k + lengths[k]
+
+        k = max(1, bisect_right(range(k + 1), room, key=frame_size) - 1)
+    if k == 1:
+        return i + 1, FRAME_HEADER_SIZE + lengths[1]
+    return i + k, _BATCH_OVERHEAD + 4 * k + lengths[k]
