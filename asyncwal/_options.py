@@ -53,7 +53,7 @@ class Options:
         a torn or corrupt tail of the last segment; damage elsewhere raises
         :class:`CorruptLogError`. ``"strict"``: any damage raises. ``"point_in_time"``: cut
         everything from the first bad record on, in whichever segment it is.
-    :param preallocate: zero-fill segments ahead of the write position (in 1 MiB steps), so
+    :param preallocate: zero-fill segments ahead of the write position (in 256 KiB steps), so
         that the common ``fdatasync`` has no file-size change to commit. Measured on the
         project machine: ~93 us instead of ~125 us per 152-byte write + fdatasync.
     :param slow_fsync_seconds: an fsync slower than this is logged as a warning on the

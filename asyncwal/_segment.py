@@ -42,7 +42,7 @@ if TYPE_CHECKING:
 
 __all__ = ("MAX_GROUP_FRAME", "PREALLOCATE_STEP", "Batch", "SegmentWriter", "write_file_atomically")
 
-PREALLOCATE_STEP = 1 << 20
+PREALLOCATE_STEP = 1 << 18
 #: Records written together share a BATCH frame of at most this many bytes (a single record
 #: larger than that gets a DATA frame of its own).
 MAX_GROUP_FRAME = 1 << 20
