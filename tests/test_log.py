@@ -13,6 +13,8 @@ import asyncwal
 from asyncwal import Durability
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .conftest import Backend
 
 
@@ -388,3 +390,21 @@ async def test_none_mode_moves_records_to_the_os_while_appenders_never_wait(back
             await log.append(b"%05d" % i + b"." * 123)
         assert log.written_seq > 0  # the writer ran while the loop above was going
         assert log.stats().queued_bytes < 2 * 1024 * 1024  # not 20,000 x 148 bytes
+
+
+@pytest.mark.filterwarnings("ignore:unclosed asyncwal log:ResourceWarning")
+def test_a_log_left_open_at_asyncio_run_exit_fails_quietly(tmp_path: Path) -> None:
+    # asyncio.run() cancels the writer of a log that was never closed: its waiters get
+    # LogClosedError, and nothing is reported as an unhandled error during shutdown.
+    errors: list[dict[str, object]] = []
+    pending: list[asyncio.Future[int]] = []
+
+    async def main() -> None:
+        asyncio.get_running_loop().set_exception_handler(lambda _loop, ctx: errors.append(ctx))
+        log = await asyncwal.open(str(tmp_path / "wal"), sync_mode="sync")
+        await log.append(b"kept")
+        pending.append(log.append(b"in flight at exit"))
+
+    asyncio.run(main())
+    assert errors == []
+    assert pending[0].done()
