@@ -692,9 +692,8 @@ class Log:
         self._in_flight.append(group)
         fut = self._io.submit(self._seg.write_group, items, first, last, need_sync, batches)
         fut.add_done_callback(functools.partial(self._group_done, group))
-        for seq, f in mem_q:
-            if not f.done():
-                f.set_result(seq)
+        if mem_q:
+            _resolve_all(mem_q)
 
     def _group_done(self, group: _Group, fut: asyncio.Future[tuple[list[int], int]]) -> None:
         """Completion of a group, in submission order: advance the levels, resolve waiters."""
@@ -717,14 +716,11 @@ class Log:
             self._segments.extend(created)
         self._written_seq = group.last
         self._queued_bytes -= group.nbytes
-        for seq, f in group.os_q:
-            if not f.done():
-                f.set_result(seq)
+        if group.os_q:
+            _resolve_all(group.os_q)
         if durable:
             self._synced(durable)
-            for seq, f in group.disk_q:
-                if not f.done():
-                    f.set_result(seq)
+            _resolve_all(group.disk_q)
         elif self._batch_mode and self._timer is None and self._written_seq > self._durable_seq:
             self._timer = self._loop.call_later(self._batch_interval, self._on_timer)
         self._after_progress()
@@ -978,6 +974,15 @@ def _split_queue(
 
 def _first(item: tuple[int, asyncio.Future[Any]]) -> int:
     return item[0]
+
+
+def _resolve_all(queue: list[tuple[int, asyncio.Future[Any]]]) -> None:
+    """Give each future its seq; one that its caller cancelled stays cancelled."""
+    for seq, f in queue:
+        try:
+            f.set_result(seq)
+        except asyncio.InvalidStateError:
+            pass
 
 
 def _payload_bytes(item: bytes | Batch) -> int:
