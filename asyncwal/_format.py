@@ -44,14 +44,15 @@ __all__ = (
     "FRAME",
     "FRAME_HEADER_SIZE",
     "FRAME_TAIL",
+    "FormatError",
     "META_NAME",
     "SEGMENT_HEADER_SIZE",
-    "FormatError",
+    "U32",
+    "batch_count",
     "crc32c",
     "decode_batch",
     "decode_meta",
     "decode_segment_header",
-    "batch_count",
     "encode_batch",
     "encode_frame",
     "encode_meta",
@@ -59,7 +60,6 @@ __all__ = (
     "frame_header",
     "parse_segment_name",
     "segment_name",
-    "U32",
 )
 
 FORMAT_VERSION: Final = 1

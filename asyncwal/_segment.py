@@ -22,7 +22,7 @@ import time
 from bisect import bisect_right
 from collections import deque
 from itertools import accumulate
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, cast
 
 from ._fileops import FileOps, write_all
 from ._format import (
@@ -207,7 +207,7 @@ class SegmentWriter:
             if type(item) is Batch:
                 out += (frame_header(seq, item.body, BATCH), item.body)
             else:
-                out += encode_frame(seq, items[i:end])  # type: ignore[arg-type]
+                out += encode_frame(seq, cast("Sequence[bytes]", items[i:end]))
             used += size
             seq += count
             i = end
