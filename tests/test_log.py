@@ -411,3 +411,17 @@ def test_a_log_left_open_at_asyncio_run_exit_fails_quietly(tmp_path: Path) -> No
     assert pending[0].done()
     pending.clear()
     gc.collect()  # the unclosed log warns now, under this test's filter, not in a later test
+
+
+async def test_memory_acks_past_1024_waiting_records_wait_for_the_writer(backend: Backend) -> None:
+    # Once 1,024 records wait for the writer, a MEMORY ack waits until the writer has taken
+    # its record, which is what lets the writer run under appenders that await nothing else.
+    async with asyncwal.open(backend.path, **backend.options(sync_mode="none")) as log:
+        futures = [log.append(b"r%d" % i) for i in range(1500)]  # no await: the writer waits
+        assert all(f.done() for f in futures[:1023])
+        assert not any(f.done() for f in futures[1023:])  # from the 1,024th waiting record on
+        assert log.written_seq == 0
+        assert await asyncio.gather(*futures) == list(range(1, 1501))
+        assert await log.sync() == 1500
+    async with asyncwal.open(backend.path, **backend.options()) as log:
+        assert [r.data async for r in log.replay()] == [b"r%d" % i for i in range(1500)]
