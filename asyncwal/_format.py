@@ -158,26 +158,32 @@ def encode_frame(seq: int, payloads: Sequence[bytes]) -> tuple[bytes, bytes]:
     return frame_header(seq, body, BATCH), body
 
 
-def batch_count(payload: bytes | memoryview) -> int:
-    """How many records a BATCH payload holds; raise FormatError unless it parses exactly."""
+def _batch_lengths(payload: bytes | memoryview) -> tuple[int, ...]:
+    """The record lengths of a BATCH payload; raise FormatError unless it parses exactly."""
     if len(payload) < 4:
         raise FormatError("batch payload shorter than its count")
     (count,) = U32.unpack_from(payload, 0)
     table_end = 4 + 4 * count
     if count == 0 or table_end > len(payload):
         raise FormatError(f"batch count {count} does not fit its payload")
-    if table_end + sum(struct.unpack_from(f"<{count}I", payload, 4)) != len(payload):
+    lengths: tuple[int, ...] = struct.unpack_from(f"<{count}I", payload, 4)
+    if table_end + sum(lengths) != len(payload):
         raise FormatError("batch lengths do not add up to its payload")
-    return int(count)
+    return lengths
+
+
+def batch_count(payload: bytes | memoryview) -> int:
+    """How many records a BATCH payload holds; raise FormatError unless it parses exactly."""
+    return len(_batch_lengths(payload))
 
 
 def decode_batch(payload: bytes | memoryview) -> list[bytes]:
     """Split a BATCH payload; raise FormatError unless it parses exactly."""
-    count = batch_count(payload)
+    lengths = _batch_lengths(payload)
     out = []
-    pos = 4 + 4 * count
+    pos = 4 + 4 * len(lengths)
     view = memoryview(payload)
-    for n in struct.unpack_from(f"<{count}I", payload, 4):
+    for n in lengths:
         out.append(bytes(view[pos : pos + n]))
         pos += n
     return out

@@ -293,14 +293,16 @@ def _fit(items: Sequence[bytes | Batch], i: int, end: int, room: int) -> tuple[i
     """The longest run ``items[i:j]`` (``j <= end``, at least one record) whose frame fits in
     ``room`` bytes, and that frame's size: ``(j, size)``."""
     run = items[i:end]
-    lengths = list(accumulate(map(len, run), initial=0))  # lengths[k]: payload bytes of k records
     k = len(run)
-    if k > 1 and _BATCH_OVERHEAD + 4 * k + lengths[k] > room:
+    size = _BATCH_OVERHEAD + 4 * k + sum(map(len, run))
+    if k == 1 or size <= room:  # the common case: the whole run fits
+        return end, size if k > 1 else FRAME_HEADER_SIZE + len(run[0])
+    lengths = list(accumulate(map(len, run), initial=0))  # lengths[k]: payload bytes of k records
 
-        def frame_size(k: int) -> int:
-            return _BATCH_OVERHEAD + 4 * k + lengths[k]
+    def frame_size(k: int) -> int:
+        return _BATCH_OVERHEAD + 4 * k + lengths[k]
 
-        k = max(1, bisect_right(range(k + 1), room, key=frame_size) - 1)
+    k = max(1, bisect_right(range(k + 1), room, key=frame_size) - 1)
     if k == 1:
         return i + 1, FRAME_HEADER_SIZE + lengths[1]
-    return i + k, _BATCH_OVERHEAD + 4 * k + lengths[k]
+    return i + k, frame_size(k)
