@@ -8,6 +8,11 @@ own executor thread, never from the event-loop thread (except ``open_reader``'s 
 Contract of each method is that of the POSIX call it is named after; ``sync`` must make the
 file's data (and the size, if it changed) durable, and ``sync_dir`` must make the
 directory's entries (creations, renames, unlinks) durable.
+
+One method is optional: ``pwritev_sync(fd, buffers, offset)``, a write whose bytes are durable
+when it returns (``pwritev2`` with ``RWF_DSYNC`` on Linux). The engine uses it, when present,
+for a write that would otherwise be followed by ``sync``; it saves a system call and a
+thread wake-up per group. Without it the engine calls ``pwrite`` then ``sync``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import errno
 import fcntl
 import os
 import sys
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import aiofiles
@@ -23,7 +29,17 @@ import aiofiles.threadpool.binary
 
 from ._errors import LogLockedError
 
-__all__ = ("AsyncReader", "FileOps", "OsFileOps")
+__all__ = ("AsyncReader", "FileOps", "OsFileOps", "PwritevSync", "write_all_durable")
+
+#: The optional ``FileOps.pwritev_sync(fd, buffers, offset) -> int``: write ``buffers`` one
+#: after another from ``offset``, like ``os.pwritev``, and return the number of bytes written
+#: (possibly fewer than given; the caller loops), every one of them durable, with the file's
+#: size, as after ``sync``. The engine only calls it on a file that has no unsynced changes,
+#: so an implementation may make just the written range durable, as ``RWF_DSYNC`` does.
+PwritevSync = Callable[[int, Sequence[bytes | memoryview], int], int]
+
+# Linux: pwritev2(RWF_DSYNC) writes and flushes in one call (kernel 4.7+).
+_HAVE_RWF_DSYNC = sys.platform.startswith("linux") and hasattr(os, "RWF_DSYNC")
 
 
 class AsyncReader(Protocol):
@@ -97,6 +113,24 @@ def write_all(ops: FileOps, fd: int, data: bytes | memoryview, offset: int) -> N
         offset += n
 
 
+def write_all_durable(
+    pwritev_sync: PwritevSync, fd: int, buffers: Sequence[bytes | memoryview], offset: int
+) -> None:
+    """Write every byte of ``buffers`` from ``offset``, durably, looping over short writes."""
+    views = [memoryview(b) for b in buffers if len(b)]
+    while views:
+        n = pwritev_sync(fd, views, offset)
+        if n <= 0:
+            raise OSError(errno.EIO, "write returned 0 bytes")
+        offset += n
+        while n:
+            if n >= len(views[0]):
+                n -= len(views.pop(0))
+            else:
+                views[0] = views[0][n:]
+                n = 0
+
+
 def read_all(ops: FileOps, fd: int) -> bytes:
     """Read the whole file."""
     size = ops.size(fd)
@@ -138,7 +172,12 @@ class _AiofilesReader:
 
 class OsFileOps:
     """The real file system. ``sync`` is ``fdatasync`` on Linux, ``F_FULLFSYNC`` on macOS
-    (plain ``fsync`` there does not flush the drive's cache), ``fsync`` elsewhere."""
+    (plain ``fsync`` there does not flush the drive's cache), ``fsync`` elsewhere.
+    ``pwritev_sync`` is one ``pwritev2(RWF_DSYNC)`` on Linux (the same flush as
+    ``fdatasync``, for the bytes written), and writes then ``sync`` elsewhere."""
+
+    def __init__(self) -> None:
+        self._rwf_dsync = _HAVE_RWF_DSYNC  # turned off if the kernel refuses the flag
 
     def makedirs(self, path: str) -> None:
         os.makedirs(path, exist_ok=True)
@@ -165,6 +204,28 @@ class OsFileOps:
 
     def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
         return os.pwrite(fd, data, offset)
+
+    def pwritev_sync(self, fd: int, buffers: Sequence[bytes | memoryview], offset: int) -> int:
+        """Write ``buffers`` from ``offset``; the bytes written are durable on return."""
+        if self._rwf_dsync:
+            try:
+                return os.pwritev(fd, buffers, offset, os.RWF_DSYNC)
+            except NotImplementedError:
+                self._rwf_dsync = False
+            except OSError as exc:
+                # Kernels before 4.7 (or a libc without pwritev2) refuse the flag before
+                # writing anything; any other error is the write's own and is raised.
+                if exc.errno not in (errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
+                    raise
+                self._rwf_dsync = False
+        written = 0
+        for buf in buffers:
+            n = os.pwrite(fd, buf, offset + written)
+            written += n
+            if n < len(buf):
+                break
+        self.sync(fd)
+        return written
 
     def pread(self, fd: int, size: int, offset: int) -> bytes:
         return os.pread(fd, size, offset)

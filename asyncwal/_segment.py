@@ -11,6 +11,11 @@ the event-loop thread. Invariants kept by :class:`SegmentWriter`:
 * With ``preallocate``, the file is zero-filled ahead of the write position in
   ``PREALLOCATE_STEP`` steps; a record is only ever written over zeros, so recovery can tell
   the end of the log from damage (see _format.py).
+* A group that must be synced is written with the FileOps' ``pwritev_sync`` (one
+  ``pwritev2(RWF_DSYNC)`` on Linux instead of ``pwrite`` + ``fdatasync``) only while the
+  file has no unsynced change before it: that call may make only its own bytes durable.
+  The zero-fill that follows the group goes in the same call, so the zeros a later record
+  is written over are as durable as they would be after ``fdatasync``.
 """
 
 from __future__ import annotations
@@ -22,9 +27,9 @@ import time
 from bisect import bisect_right
 from collections import deque
 from itertools import accumulate
-from typing import TYPE_CHECKING, NamedTuple, cast
+from typing import TYPE_CHECKING, NamedTuple, ParamSpec, cast
 
-from ._fileops import FileOps, write_all
+from ._fileops import FileOps, PwritevSync, write_all, write_all_durable
 from ._format import (
     BATCH,
     FRAME_HEADER_SIZE,
@@ -38,7 +43,9 @@ from ._format import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
+
+_P = ParamSpec("_P")
 
 __all__ = ("MAX_GROUP_FRAME", "PREALLOCATE_STEP", "Batch", "SegmentWriter", "write_file_atomically")
 
@@ -97,7 +104,11 @@ class SegmentWriter:
         self._segment_size = segment_size
         self._frame_cap = min(max_frame, MAX_GROUP_FRAME)
         self._preallocate = preallocate
+        self._pwritev_sync: PwritevSync | None = getattr(ops, "pwritev_sync", None)
         self._fd = -1
+        # Whether the active file may hold changes not yet synced (then a group is written
+        # with pwrite and synced with sync, never with pwritev_sync alone).
+        self._dirty = False
         self.first_seq = 0  # first seq of the active segment
         self.offset = 0  # where the next frame goes in the active segment
         self._allocated = 0  # bytes of the active file that exist (zeros past ``offset``)
@@ -117,6 +128,7 @@ class SegmentWriter:
         self.first_seq = first_seq
         self.offset = end
         self._allocated = self._ops.size(self._fd)
+        self._dirty = True  # recovery may have cut or zeroed its tail
 
     def create(self, first_seq: int) -> None:
         """Create and switch to a new segment whose first record will be ``first_seq``.
@@ -136,7 +148,7 @@ class SegmentWriter:
                 allocated = max(SEGMENT_HEADER_SIZE, min(PREALLOCATE_STEP, self._segment_size))
                 header += _ZEROS[: allocated - SEGMENT_HEADER_SIZE]
             write_all(self._ops, fd, header, 0)
-            self._timed_sync(fd)
+            self._timed(self._ops.sync, fd)
             self._ops.rename(tmp, path)
             self._ops.sync_dir(self._dir)
         except BaseException:
@@ -146,6 +158,7 @@ class SegmentWriter:
         self.first_seq = first_seq
         self.offset = SEGMENT_HEADER_SIZE
         self._allocated = allocated
+        self._dirty = False
 
     # -- writing ---------------------------------------------------------------------------
 
@@ -211,39 +224,56 @@ class SegmentWriter:
             used += size
             seq += count
             i = end
-        if out:
-            self._append(b"".join(out) if len(out) > 2 else out[0] + out[1])
-        if sync:
-            self._timed_sync(self._fd)
-            durable = last_seq
-        return created, durable
+        if sync and out and not self._dirty and self._pwritev_sync is not None:
+            self._append(b"".join(out) if len(out) > 2 else out[0] + out[1], durable=True)
+        else:
+            if out:
+                self._append(b"".join(out) if len(out) > 2 else out[0] + out[1])
+            if sync:
+                self.sync()
+        return created, last_seq if sync else durable
 
-    def _append(self, data: bytes) -> None:
-        """Write ``data`` at the write position, keeping the zero-filled margin ahead of it."""
-        end = self.offset + len(data)
-        write_all(self._ops, self._fd, data, self.offset)
-        if self._preallocate and end > self._allocated:
-            target = max(end, min(-(-end // PREALLOCATE_STEP) * PREALLOCATE_STEP, self._segment_size))
-            if target > end:
-                write_all(self._ops, self._fd, memoryview(_ZEROS)[: target - end], end)
-            self._allocated = target
-        elif end > self._allocated:
-            self._allocated = end
+    def _append(self, data: bytes, durable: bool = False) -> None:
+        """Write ``data`` at the write position, keeping the zero-filled margin ahead of it.
+
+        With ``durable``, data and zero-fill go in one ``pwritev_sync`` call (the caller
+        checks that the file has no unsynced change, and that the FileOps has that method).
+        """
+        start, end = self.offset, self.offset + len(data)
+        zeros = 0  # how many zeros to write after ``data``
+        if end > self._allocated:
+            if self._preallocate:
+                step_end = -(-end // PREALLOCATE_STEP) * PREALLOCATE_STEP
+                zeros = max(0, min(step_end, self._segment_size) - end)
+            self._allocated = end + zeros
+        fill = memoryview(_ZEROS)[:zeros]
+        if durable:
+            assert self._pwritev_sync is not None
+            buffers = (data, fill) if fill else (data,)
+            self._timed(write_all_durable, self._pwritev_sync, self._fd, buffers, start)
+        else:
+            self._dirty = True
+            write_all(self._ops, self._fd, data, start)
+            if fill:
+                write_all(self._ops, self._fd, fill, end)
         self.offset = end
 
     def rotate(self, first_seq: int) -> None:
         """Sync and close the active segment, then create the one starting at ``first_seq``."""
-        self._timed_sync(self._fd)
+        self.sync()
         self._ops.close(self._fd)
         self._fd = -1
         self.create(first_seq)
 
     def sync(self) -> None:
-        self._timed_sync(self._fd)
+        """Sync the active segment."""
+        self._timed(self._ops.sync, self._fd)
+        self._dirty = False
 
-    def _timed_sync(self, fd: int) -> None:
+    def _timed(self, call: Callable[_P, object], *args: _P.args, **kwargs: _P.kwargs) -> None:
+        """Run ``call``, a sync or a durable write, and count it as an fsync in the stats."""
         start = time.perf_counter()
-        self._ops.sync(fd)
+        call(*args, **kwargs)
         elapsed = time.perf_counter() - start
         self.fsync_seconds.append(elapsed)
         self.fsync_count += 1
@@ -263,7 +293,7 @@ class SegmentWriter:
         fd, self._fd = self._fd, -1
         try:
             if sync:
-                self._timed_sync(fd)
+                self._timed(self._ops.sync, fd)
         finally:
             self._ops.close(fd)
 

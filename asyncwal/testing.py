@@ -52,7 +52,7 @@ from ._errors import LogLockedError
 from ._fileops import OsFileOps
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Mapping
+    from collections.abc import Iterable, Iterator, Mapping, Sequence
 
     from ._fileops import AsyncReader, FileOps
 
@@ -158,6 +158,7 @@ class MemoryFileOps:
         self._lock_paths: dict[int, tuple[str, int]] = {}  # lock handle -> (path, fd)
         self._next_fd = 3
         self._next_ino = 1
+        self._unsynced: set[int] = set()  # inodes changed since their last sync
 
     # -- hooks for subclasses (called with self._mutex held) ------------------------------
 
@@ -201,6 +202,7 @@ class MemoryFileOps:
         if offset > len(buf):
             buf.extend(bytes(offset - len(buf)))
         buf[offset:end] = data
+        self._unsynced.add(inode.ino)
         self._event(_Write(inode.ino, offset, data))
 
     def _truncate(self, inode: _Inode, size: int) -> None:
@@ -209,6 +211,7 @@ class MemoryFileOps:
             del buf[size:]
         else:
             buf.extend(bytes(size - len(buf)))
+        self._unsynced.add(inode.ino)
         self._event(_Truncate(inode.ino, size))
 
     # -- FileOps ---------------------------------------------------------------------------
@@ -301,6 +304,27 @@ class MemoryFileOps:
             self._write(handle.inode, payload, offset)
             return len(payload)
 
+    def pwritev_sync(self, fd: int, buffers: Sequence[bytes | memoryview], offset: int) -> int:
+        """Write ``buffers`` one after another at ``offset``, then sync the file (never short).
+
+        :raises ValueError: the file has changes not yet synced. A real ``RWF_DSYNC`` write
+            would leave them unsynced, so the engine never does this; the check catches it.
+        """
+        with self._mutex:
+            handle = self._handle(fd)
+            if not handle.writable:
+                raise _oserror(errno.EBADF)
+            if offset < 0:
+                raise _oserror(errno.EINVAL)
+            ino = handle.inode.ino
+            if ino in self._unsynced:
+                raise ValueError(f"pwritev_sync on {handle.path}, which has unsynced changes")
+            payload = b"".join(buffers)
+            self._write(handle.inode, payload, offset)
+            self._unsynced.discard(ino)
+            self._event(_Sync(ino))
+            return len(payload)
+
     def pread(self, fd: int, size: int, offset: int) -> bytes:
         """Up to ``size`` bytes at ``offset``: fewer at the end of the file, ``b""`` past it."""
         with self._mutex:
@@ -324,6 +348,7 @@ class MemoryFileOps:
     def sync(self, fd: int) -> None:
         with self._mutex:
             handle = self._handle(fd)
+            self._unsynced.discard(handle.inode.ino)
             self._event(_Sync(handle.inode.ino))
 
     def sync_dir(self, path: str) -> None:
@@ -789,6 +814,22 @@ class FaultyFileOps:
             assert fault.error is not None
             raise _oserror(fault.error)
         return self.base.pwrite(fd, data, offset)
+
+    def pwritev_sync(self, fd: int, buffers: Sequence[bytes | memoryview], offset: int) -> int:
+        """``pwrite`` of each buffer, then ``sync``: faults and gates set on either apply.
+
+        A fault injected on ``sync`` thus also stands for a failed ``RWF_DSYNC`` write (the
+        bytes written, their flush failed), so tests of fsync errors need not know which of
+        the two calls the engine made.
+        """
+        written = 0
+        for buf in buffers:
+            n = self.pwrite(fd, buf, offset + written)
+            written += n
+            if n < len(buf):
+                break
+        self.sync(fd)
+        return written
 
     def pread(self, fd: int, size: int, offset: int) -> bytes:
         self._check("pread", self._fd_path(fd))

@@ -29,6 +29,7 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> M
 # The calls the engine's real file operations make; blockbuster's own list has only some.
 _ENGINE_SYSCALLS = (
     "os.pwrite",
+    "os.pwritev",
     "os.pread",
     "os.fdatasync",
     "os.fsync",
