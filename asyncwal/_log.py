@@ -98,12 +98,12 @@ class Stats:
     batches: int  #: append_batch() calls accepted
     bytes: int  #: payload bytes written (a batch counts its length table too)
     groups: int  #: write calls made by the writer (each one group of records)
-    fsyncs: int  #: fdatasync/fsync calls on segments
+    fsyncs: int  #: fdatasync/fsync calls on segments, and durable (RWF_DSYNC) group writes
     mean_group_size: float  #: records per group
     group_size_p50: float
     group_size_p99: float
     group_size_max: int
-    fsync_p50: float  #: seconds, over the last 4096 fsyncs
+    fsync_p50: float  #: seconds, over the last 4096 fsyncs (a durable write's includes the write)
     fsync_p99: float
     fsync_max: float
     queue_depth: int  #: records accepted but not yet handed to the OS
