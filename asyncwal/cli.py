@@ -753,7 +753,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     print(_table(rows, loop_name, args.size, directory))
     print()
     print(
-        f"{Durability.DISK.name} = covered by a completed fdatasync; "
+        f"{Durability.DISK.name} = covered by a completed fdatasync (or RWF_DSYNC write); "
         f"{Durability.OS.name} = handed to the kernel."
     )
     return 0
