@@ -8,6 +8,7 @@
     python -m bench --subjects asyncwal,sqlite --workers 1,256 --sizes 128 --seconds 2 --loops uvloop
     python -m bench replay [--sizes 128,16384] [--cold]
     python -m bench memory [--appends 10000000] [--modes sync,batch,none]
+    python -m bench profile [--modes sync,batch,none] [--workers 256] [--seconds 3]
     python -m bench report [bench/results/latest.json] [--markdown]
     python -m bench list                         # the subjects and groups
 """
@@ -18,6 +19,7 @@ import argparse
 import importlib.util
 import json
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="subjects and groups: " + ", ".join([*GROUPS, *SUBJECTS]),
     )
-    p.add_argument("command", nargs="?", default="run", choices=("run", "replay", "memory", "report", "list"))
+    p.add_argument(
+        "command", nargs="?", default="run", choices=("run", "replay", "memory", "profile", "report", "list")
+    )
     p.add_argument("path", nargs="?", help="report: the results JSON (default: bench/results/latest.json)")
     p.add_argument("--setup", action="store_true", help="install the peers (pip, apt-get) and exit")
     p.add_argument("--subjects", default="all", help="comma-separated subjects or groups (default: all)")
@@ -107,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cold", action="store_true", help="replay: drop the page cache before reading (root)")
     p.add_argument("--appends", type=int, default=10_000_000, help="memory: appends per mode (default 10M)")
     p.add_argument(
-        "--modes", default="sync,batch,none", help="memory: asyncwal modes (default sync,batch,none)"
+        "--modes", default="sync,batch,none", help="memory, profile: asyncwal modes (default sync,batch,none)"
     )
     return p
 
@@ -203,6 +207,26 @@ def _cmd_memory(a: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def _cmd_profile(a: argparse.Namespace) -> int:
+    from ._profile import run_profile
+
+    modes = [m.strip() for m in a.modes.split(",") if m.strip()]
+    if any(m not in ("sync", "batch", "none") for m in modes):
+        print(f"error: unknown mode in {a.modes!r} (sync, batch, none)", file=sys.stderr)
+        return 2
+    workers = (a.workers or [256])[0]
+    size = (a.sizes or [128])[0]
+    loop = (a.loops or _available_loops())[-1]  # uvloop when installed
+    seconds = a.seconds if a.seconds is not None else 3.0
+    out = a.out / "profile" if not a.no_save else Path(tempfile.mkdtemp(prefix="asyncwal-profile-"))
+    docs = run_profile(modes, workers, size, seconds, loop, out, timestamp(), _child_env(), a.dir.resolve())
+    for doc in docs:
+        print(f"== {doc['summary']}")
+        print("\n".join(doc["lines"]))
+        print(f"full report: {doc['path']}\n")
+    return 0
+
+
 def _cmd_report(a: argparse.Namespace) -> int:
     from ._report import render_markdown, render_targets_markdown, render_text
 
@@ -243,4 +267,6 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_memory(a)
     if a.command == "report":
         return _cmd_report(a)
+    if a.command == "profile":
+        return _cmd_profile(a)
     return _cmd_run(a)

@@ -21,6 +21,7 @@ PIP_PACKAGES: dict[str, str] = {
     "matplotlib": "matplotlib>=3.8",
     "uvloop": "uvloop>=0.19",
     "aiofiles": "aiofiles>=23.2",
+    "pyinstrument": "pyinstrument>=4.6",
 }
 
 #: Executables of the Redis peer (name -> Debian package providing it).

@@ -252,3 +252,50 @@ def test_report_tables_ratios_targets_and_plots(tmp_path: Path) -> None:
         "latency_cdf_W256_128B.png",
     }
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+# -- the sub-benchmarks: replay, memory, profile, each for a moment --------------------------
+
+
+def test_replay_sub_benchmark_reads_back_every_record(tmp_path: Path) -> None:
+    from bench._replay import run_replay
+    from bench._runner import REPO_ROOT, _child_env
+
+    doc = run_replay(
+        sizes=[128],
+        loops=["asyncio"],
+        workdir=tmp_path,
+        records=2000,
+        cold=False,
+        env=_child_env(),
+        cwd=REPO_ROOT,
+    )
+    (row,) = doc["rows"]
+    assert row["size"] == 128 and row["records"] == 2000
+    assert row["records_per_s"] > 0
+
+
+def test_memory_sub_benchmark_runs_both_checks(tmp_path: Path) -> None:
+    from bench._memory import run_memory
+    from bench._runner import REPO_ROOT, _child_env
+
+    doc = run_memory(
+        modes=["sync"], appends=2000, workers=8, loop="asyncio", workdir=tmp_path, env=_child_env(),
+        cwd=REPO_ROOT, pending_seconds=0.3,
+    )  # fmt: skip
+    flatness, pending = doc["rows"]
+    assert flatness["appends"] == 2000
+    assert pending["holds"] is True  # max_pending_bytes held under a writer that outruns the disk
+
+
+def test_profile_sub_benchmark_writes_a_call_tree(tmp_path: Path) -> None:
+    from bench._profile import run_profile  # needs pyinstrument: asyncwal[bench], a test extra
+    from bench._runner import _child_env
+
+    (doc,) = run_profile(
+        ["sync"], 4, 128, 0.2, "asyncio", tmp_path, "t", _child_env(), tmp_path / "w", warmup=0.05
+    )
+    report = Path(doc["path"]).read_text()
+    assert "Log.append" in report  # the event-loop thread was sampled, engine frames named
+    assert doc["plain_appends_per_s"] > 0 and doc["appends_per_s"] > 0
+    assert 0 < doc["plain_loop_busy"] <= 1.5

@@ -1,0 +1,143 @@
+"""``python -m bench profile``: where the event-loop thread's time goes, per mode.
+
+Each mode runs in a child process of its own: ``W`` coroutines append 128 B records in a loop
+(no clock reads, unlike the harness), and after a warm-up pyinstrument samples the event-loop
+thread, which is the bottleneck from W = 16 on (the I/O thread spends its time in the
+kernel). pyinstrument's hooks slow the loop thread 1.5-3x, mostly per Python call, so read
+the shares, not the absolute times. The call tree of each mode is printed and written to
+``bench/results/profile/``. Time in uvloop's C code (epoll, task steps, future callbacks)
+shows as ``[self]`` of ``Runner.run``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+__all__ = ("child_main", "run_profile")
+
+
+async def _workload(
+    mode: str, workers: int, size: int, seconds: float, warmup: float, workdir: str
+) -> dict[str, Any]:
+    from pyinstrument import Profiler
+
+    import asyncwal
+
+    data = b"x" * size
+    os.makedirs(workdir, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="asyncwal-profile-", dir=workdir) as tmp:
+        log = await asyncwal.open(os.path.join(tmp, "wal"), sync_mode=mode)
+        count = 0
+        stop = False
+
+        async def worker() -> None:
+            nonlocal count
+            append = log.append
+            while not stop:
+                await append(data)
+                count += 1
+
+        tasks = [asyncio.create_task(worker()) for _ in range(workers)]
+        await asyncio.sleep(warmup)
+
+        async def window(profiler: Profiler | None) -> tuple[float, float]:
+            """Appends/s and the loop thread's share of time on CPU, over ``seconds``."""
+            before, start, cpu = count, time.perf_counter(), time.thread_time()
+            if profiler is not None:
+                profiler.start()
+            await asyncio.sleep(seconds)
+            if profiler is not None:
+                profiler.stop()
+            elapsed = time.perf_counter() - start
+            return (count - before) / elapsed, (time.thread_time() - cpu) / elapsed
+
+        plain_rate, plain_busy = await window(None)
+        profiler = Profiler(interval=0.001, async_mode="disabled")
+        rate, busy = await window(profiler)
+        stop = True
+        await asyncio.gather(*tasks)
+        stats = log.stats()
+        await log.close()
+    tree = profiler.output_text(unicode=False, color=False, short_mode=True)
+    return {
+        "mode": mode,
+        "workers": workers,
+        "size": size,
+        "appends_per_s": rate,
+        "loop_busy": busy,
+        "plain_appends_per_s": plain_rate,
+        "plain_loop_busy": plain_busy,
+        "mean_group_size": stats.mean_group_size,
+        "tree": tree,
+    }
+
+
+def child_main(argv: list[str]) -> int:
+    """``python -m bench._profile MODE W SIZE SECONDS WARMUP LOOP WORKDIR OUT``: one mode, as
+    JSON to OUT."""
+    mode, workers, size, seconds, warmup, loop, workdir, out = argv
+    coro = _workload(mode, int(workers), int(size), float(seconds), float(warmup), workdir)
+    if loop == "uvloop":
+        import uvloop
+
+        doc = uvloop.run(coro)
+    else:
+        doc = asyncio.run(coro)
+    doc["loop"] = loop
+    Path(out).write_text(json.dumps(doc))
+    return 0
+
+
+def _tree_lines(tree: str) -> list[str]:
+    """The call-tree lines of a pyinstrument short-mode report, without its frame."""
+    lines = (ln[3:].rstrip() for ln in tree.splitlines() if ln.startswith(".  "))
+    return [ln for ln in lines if ln and not ln.startswith("Profile at")]
+
+
+def run_profile(
+    modes: list[str],
+    workers: int,
+    size: int,
+    seconds: float,
+    loop: str,
+    out_dir: Path,
+    stamp: str,
+    env: dict[str, str],
+    workdir: Path,
+    warmup: float = 0.5,
+) -> list[dict[str, Any]]:
+    """Profile each mode in a child process; write one report per mode; return the summaries."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    docs = []
+    for mode in modes:
+        with tempfile.TemporaryDirectory() as tmp:
+            result = Path(tmp) / "profile.json"
+            args = (mode, workers, size, seconds, warmup, loop, workdir, result)
+            cmd = [sys.executable, "-m", "bench._profile", *map(str, args)]
+            subprocess.run(cmd, check=True, env=env, cwd=Path(__file__).resolve().parents[1])
+            doc = json.loads(result.read_text())
+        path = out_dir / f"{stamp}-{mode}-W{workers}-{loop}.txt"
+        doc["summary"] = (
+            f"{mode} W={workers} {size} B {loop}: {doc['plain_appends_per_s']:,.0f} appends/s "
+            f"(loop thread on CPU {doc['plain_loop_busy']:.0%}); under the profiler "
+            f"{doc['appends_per_s']:,.0f} appends/s ({doc['loop_busy']:.0%}); "
+            f"mean group {doc['mean_group_size']:.0f} records"
+        )
+        header = f"asyncwal {doc['summary']}\n\n"
+        doc["lines"] = _tree_lines(doc["tree"])
+        path.write_text(header + "\n".join(doc["lines"]) + "\n")
+        doc["path"] = str(path)
+        docs.append(doc)
+    return docs
+
+
+if __name__ == "__main__":
+    raise SystemExit(child_main(sys.argv[1:]))
