@@ -17,11 +17,45 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 __all__ = ("child_main", "run_profile")
+
+
+def _thread_ticks() -> dict[int, tuple[int, int]]:
+    """User and system clock ticks of each thread of this process (Linux; else empty)."""
+    out: dict[int, tuple[int, int]] = {}
+    try:
+        tids = os.listdir("/proc/self/task")
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/self/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:  # the thread ended
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        out[int(tid)] = (int(fields[11]), int(fields[12]))
+    return out
+
+
+def _cpu_shares(
+    before: dict[int, tuple[int, int]], after: dict[int, tuple[int, int]], loop_tid: int, elapsed: float
+) -> dict[str, float]:
+    """Share of ``elapsed`` each side spent on a CPU: the loop thread, and every other thread
+    (the log's I/O thread, here), in user and system mode."""
+    hz = os.sysconf("SC_CLK_TCK")
+    shares = {"loop_user": 0.0, "loop_sys": 0.0, "other_user": 0.0, "other_sys": 0.0}
+    for tid, (user, system) in after.items():
+        user0, system0 = before.get(tid, (0, 0))
+        side = "loop" if tid == loop_tid else "other"
+        shares[f"{side}_user"] += (user - user0) / hz / elapsed
+        shares[f"{side}_sys"] += (system - system0) / hz / elapsed
+    return shares
 
 
 async def _workload(
@@ -48,20 +82,24 @@ async def _workload(
         tasks = [asyncio.create_task(worker()) for _ in range(workers)]
         await asyncio.sleep(warmup)
 
-        async def window(profiler: Profiler | None) -> tuple[float, float]:
-            """Appends/s and the loop thread's share of time on CPU, over ``seconds``."""
-            before, start, cpu = count, time.perf_counter(), time.thread_time()
+        async def window(profiler: Profiler | None) -> tuple[float, float, dict[str, float]]:
+            """Appends/s, the loop thread's share of time on CPU, and every thread's, over
+            ``seconds``."""
+            before, ticks = count, _thread_ticks()
+            start, cpu = time.perf_counter(), time.thread_time()
             if profiler is not None:
                 profiler.start()
             await asyncio.sleep(seconds)
             if profiler is not None:
                 profiler.stop()
             elapsed = time.perf_counter() - start
-            return (count - before) / elapsed, (time.thread_time() - cpu) / elapsed
+            busy = (time.thread_time() - cpu) / elapsed
+            shares = _cpu_shares(ticks, _thread_ticks(), threading.get_native_id(), elapsed)
+            return (count - before) / elapsed, busy, shares
 
-        plain_rate, plain_busy = await window(None)
+        plain_rate, plain_busy, cpu = await window(None)
         profiler = Profiler(interval=0.001, async_mode="disabled")
-        rate, busy = await window(profiler)
+        rate, busy, _ = await window(profiler)
         stop = True
         await asyncio.gather(*tasks)
         stats = log.stats()
@@ -75,6 +113,7 @@ async def _workload(
         "loop_busy": busy,
         "plain_appends_per_s": plain_rate,
         "plain_loop_busy": plain_busy,
+        "cpu": cpu,
         "mean_group_size": stats.mean_group_size,
         "tree": tree,
     }
@@ -131,6 +170,13 @@ def run_profile(
             f"{doc['appends_per_s']:,.0f} appends/s ({doc['loop_busy']:.0%}); "
             f"mean group {doc['mean_group_size']:.0f} records"
         )
+        if any(doc["cpu"].values()):
+            c = doc["cpu"]
+            doc["summary"] += (
+                f"\n   on CPU without the profiler: loop thread {c['loop_user']:.0%} user + "
+                f"{c['loop_sys']:.0%} system, other threads (the I/O thread) {c['other_user']:.0%} "
+                f"user + {c['other_sys']:.0%} system"
+            )
         header = f"asyncwal {doc['summary']}\n\n"
         doc["lines"] = _tree_lines(doc["tree"])
         path.write_text(header + "\n".join(doc["lines"]) + "\n")
