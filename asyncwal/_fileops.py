@@ -29,7 +29,7 @@ import aiofiles.threadpool.binary
 
 from ._errors import LogLockedError
 
-__all__ = ("AsyncReader", "FileOps", "OsFileOps", "PwritevSync", "write_all_durable")
+__all__ = ("AsyncReader", "FileOps", "OsFileOps", "PwritevSync", "pwrite_each_then_sync", "write_all_durable")
 
 #: The optional ``FileOps.pwritev_sync(fd, buffers, offset) -> int``: write ``buffers`` one
 #: after another from ``offset``, like ``os.pwritev``, and return the number of bytes written
@@ -131,6 +131,19 @@ def write_all_durable(
                 n = 0
 
 
+def pwrite_each_then_sync(ops: FileOps, fd: int, buffers: Sequence[bytes | memoryview], offset: int) -> int:
+    """``pwritev_sync`` made of plain calls: ``ops.pwrite`` of each buffer (stopping at a
+    short write), then ``ops.sync``. Returns the bytes written, all of them synced."""
+    written = 0
+    for buf in buffers:
+        n = ops.pwrite(fd, buf, offset + written)
+        written += n
+        if n < len(buf):
+            break
+    ops.sync(fd)
+    return written
+
+
 def read_all(ops: FileOps, fd: int) -> bytes:
     """Read the whole file."""
     size = ops.size(fd)
@@ -218,14 +231,7 @@ class OsFileOps:
                 if exc.errno not in (errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
                     raise
                 self._rwf_dsync = False
-        written = 0
-        for buf in buffers:
-            n = os.pwrite(fd, buf, offset + written)
-            written += n
-            if n < len(buf):
-                break
-        self.sync(fd)
-        return written
+        return pwrite_each_then_sync(self, fd, buffers, offset)
 
     def pread(self, fd: int, size: int, offset: int) -> bytes:
         return os.pread(fd, size, offset)

@@ -49,7 +49,7 @@ import threading
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from ._errors import LogLockedError
-from ._fileops import OsFileOps
+from ._fileops import OsFileOps, pwrite_each_then_sync
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -292,14 +292,19 @@ class MemoryFileOps:
             self._handle(fd)
             del self._handles[fd]
 
+    def _write_handle(self, fd: int, offset: int) -> _Handle:
+        """The handle of ``fd``, checked for a write at ``offset`` (self._mutex held)."""
+        handle = self._handle(fd)
+        if not handle.writable:
+            raise _oserror(errno.EBADF)
+        if offset < 0:
+            raise _oserror(errno.EINVAL)
+        return handle
+
     def pwrite(self, fd: int, data: bytes | memoryview, offset: int) -> int:
         """Write all of ``data`` at ``offset`` (never short); a gap past the end reads as zeros."""
         with self._mutex:
-            handle = self._handle(fd)
-            if not handle.writable:
-                raise _oserror(errno.EBADF)
-            if offset < 0:
-                raise _oserror(errno.EINVAL)
+            handle = self._write_handle(fd, offset)
             payload = bytes(data)
             self._write(handle.inode, payload, offset)
             return len(payload)
@@ -311,11 +316,7 @@ class MemoryFileOps:
             would leave them unsynced, so the engine never does this; the check catches it.
         """
         with self._mutex:
-            handle = self._handle(fd)
-            if not handle.writable:
-                raise _oserror(errno.EBADF)
-            if offset < 0:
-                raise _oserror(errno.EINVAL)
+            handle = self._write_handle(fd, offset)
             ino = handle.inode.ino
             if ino in self._unsynced:
                 raise ValueError(f"pwritev_sync on {handle.path}, which has unsynced changes")
@@ -822,14 +823,7 @@ class FaultyFileOps:
         bytes written, their flush failed), so tests of fsync errors need not know which of
         the two calls the engine made.
         """
-        written = 0
-        for buf in buffers:
-            n = self.pwrite(fd, buf, offset + written)
-            written += n
-            if n < len(buf):
-                break
-        self.sync(fd)
-        return written
+        return pwrite_each_then_sync(self, fd, buffers, offset)
 
     def pread(self, fd: int, size: int, offset: int) -> bytes:
         self._check("pread", self._fd_path(fd))
