@@ -224,11 +224,12 @@ class SegmentWriter:
             used += size
             seq += count
             i = end
-        if sync and out and not self._dirty and self._pwritev_sync is not None:
-            self._append(b"".join(out) if len(out) > 2 else out[0] + out[1], durable=True)
+        data = (b"".join(out) if len(out) > 2 else out[0] + out[1]) if out else b""
+        if sync and data and not self._dirty and self._pwritev_sync is not None:
+            self._append(data, durable=True)
         else:
-            if out:
-                self._append(b"".join(out) if len(out) > 2 else out[0] + out[1])
+            if data:
+                self._append(data)
             if sync:
                 self.sync()
         return created, last_seq if sync else durable
