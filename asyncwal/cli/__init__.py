@@ -1,0 +1,92 @@
+"""The ``asyncwal`` command line (also ``python -m asyncwal``).
+
+::
+
+    asyncwal info DIR                       segments, seq range, sizes, checkpoint, lock holder
+    asyncwal dump DIR [--from SEQ] [--to SEQ] [--format text|json|raw]
+    asyncwal verify DIR [--progress]        every checksum; what recovery would do
+    asyncwal repair DIR [--mode tolerate_tail|point_in_time]
+    asyncwal bench [DIR]                    the three sync modes measured on this disk
+
+One module per command (``info``, ``dump``, ``verify``, ``repair``, ``bench``), each with an
+``add_parser(sub, common)`` that registers it and a ``run(args)`` that returns the exit
+status; ``_output`` and ``_notes`` hold what they share. A new command is a new module added
+to :data:`COMMANDS`.
+
+Exit status: 0 when all is well, 1 when damage is found (``info`` excepted) or a repair is
+refused, 2 for a usage error (bad arguments, not a log directory).
+
+``info``, ``dump`` and ``verify`` read the segment files directly: they never call
+:func:`asyncwal.open`, never take the writer's lock and never write to the directory, so
+they are safe on a log that another process has open. ``repair`` opens the log (opening
+*is* the repair: recovery runs) after arranging that every byte it cuts is kept in a
+``.broken`` file first.
+
+rich (the ``cli`` extra) draws the tables and the progress bar; it is imported only inside
+the functions that use it, never by ``import asyncwal`` or ``import asyncwal.cli``. Without
+it the output is plain text.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import TYPE_CHECKING
+
+from .. import __version__
+from . import bench, dump, info, repair, verify
+from ._output import Usage, error, reading_options
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+__all__ = ("COMMANDS", "main")
+
+#: The command modules, in the order ``--help`` lists them.
+COMMANDS = (info, dump, verify, repair, bench)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="asyncwal",
+        description="Inspect, check, repair and measure asyncwal logs.",
+        epilog="Exit status: 0 ok, 1 damage found or repair refused, 2 usage error.",
+    )
+    parser.add_argument("--version", action="version", version=f"asyncwal {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = reading_options()
+    for command in COMMANDS:
+        command.add_parser(sub, common)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; return the exit status (usage errors included, never SystemExit)."""
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error already printed
+        return exc.code if isinstance(exc.code, int) else 2
+    try:
+        return int(args.func(args))
+    except Usage as exc:
+        error(args.command, str(exc))
+        return 2
+    except BrokenPipeError:
+        # The reader went away (`asyncwal dump DIR | head`): stop quietly, as cat does.
+        _silence_stdout()
+        return 0
+    except KeyboardInterrupt:
+        return 130
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that the interpreter's final flush cannot fail again."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)

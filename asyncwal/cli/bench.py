@@ -1,0 +1,152 @@
+"""``asyncwal bench [DIR]``: the three sync modes measured on this disk, with a temporary log.
+
+This is a small benchmark runner of its own; the project's full harness is ``python -m bench``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .._log import open as open_log
+from .._options import Durability, Options
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
+
+    from ._output import Subcommands
+
+__all__ = ("BenchRow", "add_parser", "bench_cell")
+
+
+def add_parser(sub: Subcommands, common: argparse.ArgumentParser) -> None:
+    bench = sub.add_parser("bench", help="measure the three sync modes on this disk")
+    bench.add_argument("dir", nargs="?", help="directory on the disk to measure (default: the temp dir)")
+    bench.add_argument("--seconds", type=float, default=1.5, help="measuring time per cell")
+    bench.add_argument("--workers", default="1,16,256", help="concurrent appenders, comma-separated")
+    bench.add_argument("--size", type=int, default=128, help="record size in bytes")
+    bench.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
+    bench.set_defaults(func=run)
+
+
+_PROMISE = {
+    "sync": "DISK: survives power loss",
+    "batch": "OS: survives a crash of the process",
+    "none": "MEMORY: survives nothing until sync",
+}
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    mode: str
+    workers: int
+    appends_per_s: float
+    p50_us: float
+    p99_us: float
+    fsyncs_per_s: float
+    records_per_fsync: float
+
+
+async def bench_cell(directory: str, mode: str, workers: int, seconds: float, size: int) -> BenchRow:
+    """Run ``workers`` coroutines appending ``size``-byte records for ``seconds``."""
+    path = tempfile.mkdtemp(prefix=f"bench-{mode}-", dir=directory)
+    try:
+        log = await open_log(path, sync_mode=mode)
+        payload = b"x" * size
+        latencies: list[int] = []
+        stop = False
+
+        async def worker() -> None:
+            clock = time.perf_counter_ns
+            while not stop:
+                t = clock()
+                await log.append(payload)
+                latencies.append(clock() - t)
+
+        tasks = [asyncio.ensure_future(worker()) for _ in range(workers)]
+        warmup = min(0.2, seconds / 4)
+        await asyncio.sleep(warmup)
+        latencies.clear()
+        before = log.stats()
+        start = time.perf_counter()
+        await asyncio.sleep(seconds)
+        elapsed = time.perf_counter() - start
+        after = log.stats()
+        count = len(latencies)
+        stop = True
+        await asyncio.gather(*tasks)
+        await log.close()
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+    latencies.sort()
+    fsyncs = after.fsyncs - before.fsyncs
+
+    def pct(q: float) -> float:
+        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] / 1000 if latencies else 0.0
+
+    return BenchRow(
+        mode, workers, count / elapsed, pct(0.5), pct(0.99), fsyncs / elapsed, count / fsyncs if fsyncs else 0
+    )
+
+
+def _table(rows: Sequence[BenchRow], loop_name: str, size: int, directory: str) -> str:
+    lines = [
+        f"asyncwal bench: {size}-byte records, {loop_name} loop, files in {directory} "
+        f"(default sync_mode: {Options().sync_mode!r})",
+        "",
+        "| sync_mode | await append() returns at | W | appends/s | p50 latency | p99 latency "
+        "| fsyncs/s | records/fsync |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r.mode} | {_PROMISE[r.mode]} | {r.workers} | {r.appends_per_s:,.0f} | {r.p50_us:,.1f} us | "
+            f"{r.p99_us:,.1f} us | {r.fsyncs_per_s:,.0f} | {r.records_per_fsync:,.1f} |"
+        )
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    directory = args.dir or tempfile.gettempdir()
+    os.makedirs(directory, exist_ok=True)
+    loop_name = "asyncio"
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
+    if args.loop == "uvloop" or (args.loop == "auto" and _have_uvloop()):
+        import uvloop
+
+        loop_name = "uvloop"
+        loop_factory = uvloop.new_event_loop
+    workers = [int(w) for w in args.workers.split(",")]
+    rows: list[BenchRow] = []
+    for mode in ("sync", "batch", "none"):
+        for w in workers:
+            with asyncio.Runner(loop_factory=loop_factory) as runner:
+                row = runner.run(bench_cell(directory, mode, w, args.seconds, args.size))
+            rows.append(row)
+            print(
+                f"  measured {mode:5} W={w:<4} {row.appends_per_s:>12,.0f} appends/s",
+                file=sys.stderr,
+                flush=True,
+            )
+    print(_table(rows, loop_name, args.size, directory))
+    print()
+    print(
+        f"{Durability.DISK.name} = covered by a completed fdatasync (or RWF_DSYNC write); "
+        f"{Durability.OS.name} = handed to the kernel."
+    )
+    return 0
+
+
+def _have_uvloop() -> bool:
+    try:
+        import uvloop  # noqa: F401
+    except ImportError:
+        return False
+    return True

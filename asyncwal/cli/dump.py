@@ -1,0 +1,109 @@
+"""``asyncwal dump DIR``: print the records, as text, JSON lines or raw bytes; read-only and
+streaming (memory: one read chunk plus one frame, whatever the log's size)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import struct
+import sys
+from typing import TYPE_CHECKING
+
+from .._format import BATCH
+from .._inspect import Frame, Gap, lock_status, scan_log
+from ._output import LIVE_RETRIES, Usage, error, frame_limit, open_dir, preview
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable
+
+    from ._output import Subcommands
+
+__all__ = ("add_parser",)
+
+_LENGTH = struct.Struct("<I")
+
+
+def add_parser(sub: Subcommands, common: argparse.ArgumentParser) -> None:
+    dump = sub.add_parser("dump", parents=[common], help="print the records; read-only, streaming")
+    dump.add_argument(
+        "--from", dest="from_seq", type=int, default=0, metavar="SEQ", help="first seq to print"
+    )
+    dump.add_argument("--to", dest="to_seq", type=int, default=None, metavar="SEQ", help="last seq to print")
+    dump.add_argument(
+        "--format",
+        choices=("text", "json", "raw"),
+        default="text",
+        help="text: one line per record; json: one JSON object per line; "
+        "raw: each record as a 4-byte little-endian length and its bytes",
+    )
+    dump.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    lo = args.from_seq
+    hi = args.to_seq
+    if hi is not None and hi < lo:
+        raise Usage(f"--to {hi} is below --from {lo}")
+    log = open_dir(args)
+    lock = lock_status(args.dir)
+    stream = sys.stdout
+    emit: Callable[[int, bytes, Frame], None]
+    if args.format == "raw":
+        binary = stream.buffer
+
+        def emit(seq: int, data: bytes, frame: Frame) -> None:
+            binary.write(_LENGTH.pack(len(data)))
+            binary.write(data)
+
+    elif args.format == "json":
+
+        def emit(seq: int, data: bytes, frame: Frame) -> None:
+            obj: dict[str, object] = {
+                "seq": seq,
+                "length": len(data),
+                "type": "batch" if frame.kind == BATCH else "data",
+                "segment": frame.segment,
+                "offset": frame.offset,
+            }
+            try:
+                obj["encoding"], obj["data"] = "utf-8", data.decode("utf-8")
+            except UnicodeDecodeError:
+                obj["encoding"], obj["data"] = "base64", base64.b64encode(data).decode("ascii")
+            stream.write(json.dumps(obj) + "\n")
+
+    else:
+
+        def emit(seq: int, data: bytes, frame: Frame) -> None:
+            where = f"{frame.segment}:{frame.offset}"
+            batch = f" batch={seq - frame.seq + 1}/{frame.count}" if frame.kind == BATCH else ""
+            stream.write(f"seq={seq} len={len(data)} at={where}{batch} data={preview(data)}\n")
+
+    retries = LIVE_RETRIES if lock.held else 0
+    for item in scan_log(log, frame_limit(args), from_seq=lo, live_retries=retries):
+        if isinstance(item, Frame):
+            if item.seq + item.count <= lo:
+                continue
+            for seq, data in item.records():
+                if seq < lo:
+                    continue
+                if hi is not None and seq > hi:
+                    stream.flush()
+                    return 0
+                emit(seq, data, item)
+        elif isinstance(item, Gap):
+            stream.flush()
+            error("dump", f"{item.segment.name}: {item.reason}; the records from there on are not shown")
+            return 1
+        elif item.damage is not None:
+            stream.flush()
+            error(
+                "dump",
+                f"damage in {item.segment.name} at offset {item.end} ({item.damage}) after seq "
+                f"{item.next_seq - 1}; the records from there on are not shown (run asyncwal verify)",
+            )
+            return 1
+    stream.flush()
+    if args.format == "raw":
+        stream.buffer.flush()
+    return 0
