@@ -18,6 +18,7 @@ from ._errors import RecordTooLargeError as RecordTooLargeError
 from ._errors import TruncatedError as TruncatedError
 from ._errors import WALError as WALError
 from ._errors import WrongEventLoopError as WrongEventLoopError
+from ._errors import WrongProcessError as WrongProcessError
 from ._fileops import AsyncReader as AsyncReader
 from ._fileops import FileOps as FileOps
 from ._fileops import OsFileOps as OsFileOps
@@ -53,6 +54,7 @@ __all__ = (
     "TruncatedError",
     "WALError",
     "WrongEventLoopError",
+    "WrongProcessError",
     "__version__",
     "open",
 )

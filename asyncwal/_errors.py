@@ -10,6 +10,7 @@
     ├── LogLockedError        another opener holds the directory lock
     ├── RecordTooLargeError   also a ValueError: a record or batch over its size limit
     ├── WrongEventLoopError   also a RuntimeError: the log was used from another event loop
+    ├── WrongProcessError     also a RuntimeError: the log was used in a child after fork()
     └── TruncatedError        a reader's position was removed by truncate_before()
 
 Once a log is open, every storage error that leaves its methods is one of these: an
@@ -30,6 +31,7 @@ __all__ = (
     "TruncatedError",
     "WALError",
     "WrongEventLoopError",
+    "WrongProcessError",
 )
 
 
@@ -77,3 +79,11 @@ class WrongEventLoopError(WALError, RuntimeError):
 
 class TruncatedError(WALError):
     """A reader's position was deleted by ``truncate_before()`` before it could be read."""
+
+
+class WrongProcessError(WALError, RuntimeError):
+    """A log is bound to the process that opened it and was used in a child after ``fork()``.
+
+    The child never touches the parent's files, lock or I/O thread: open the log (or, for
+    several worker processes, a sharded log) in the child instead.
+    """

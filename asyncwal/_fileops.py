@@ -236,6 +236,12 @@ class OsFileOps:
     def pread(self, fd: int, size: int, offset: int) -> bytes:
         return os.pread(fd, size, offset)
 
+    def close_inherited(self, fd: int) -> None:
+        """In a child after fork(): close this process's copy of a parent's descriptor (the
+        parent's stays open, and the child no longer keeps the parent's lock alive)."""
+        if fd >= 0:
+            os.close(fd)
+
     def size(self, fd: int) -> int:
         return os.fstat(fd).st_size
 

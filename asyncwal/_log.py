@@ -31,6 +31,7 @@ import os
 import statistics
 import threading
 import warnings
+import weakref
 from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
@@ -41,6 +42,7 @@ from ._errors import (
     RecordTooLargeError,
     TruncatedError,
     WrongEventLoopError,
+    WrongProcessError,
 )
 from ._fileops import FileOps, OsFileOps
 from ._format import encode_batch, segment_name
@@ -69,6 +71,7 @@ _DISK: Final = Durability.DISK
 _OPEN: Final = 0
 _CLOSED: Final = 1
 _FAILED: Final = 2
+_FORKED: Final = 3  # this object was inherited by a child process through fork()
 
 LOCK_NAME: Final = "LOCK"
 
@@ -223,6 +226,8 @@ class Log:
         self._group_sizes: deque[int] = deque(maxlen=4096)
         self._executor_seconds = 0.0
 
+        self._pid = os.getpid()
+        _LIVE_LOGS.add(self)
         self._writer_task = loop.create_task(self._writer_main(), name=f"asyncwal writer {path}")
 
     # -- properties ------------------------------------------------------------------------
@@ -859,6 +864,12 @@ class Log:
         self._wake()
 
     def _unusable(self) -> Exception:
+        if self._state == _FORKED:
+            return WrongProcessError(
+                f"the log {self._path} was opened by process {self._pid} and this is a child of it "
+                "(after fork()): it cannot be used here. Open the log in this process instead (with "
+                "several worker processes, one log each: see asyncwal.open_sharded)"
+            )
         if self._state == _FAILED:
             err = LogFailedError(f"the log {self._path} has failed ({self._failure!r}); reopen it to recover")
             err.__cause__ = self._failure
@@ -882,6 +893,8 @@ class Log:
 
         :raises LogFailedError: the final write or fsync failed
         """
+        if self._state == _FORKED:
+            return  # the parent's log: nothing of it belongs to this process
         if self._close_task is None:
             failed_before = self._state == _FAILED
             self._closing = True
@@ -899,6 +912,7 @@ class Log:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
+        _LIVE_LOGS.discard(self)
         try:
             await self._io.submit(self._release, healthy)
         except OSError as exc:
@@ -927,12 +941,30 @@ class Log:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
+    def _forget_after_fork(self) -> None:
+        """In a child after fork(): never touch the parent's files, lock or I/O thread again.
+
+        Runs in the at-fork hook, so it takes no lock and makes no call into the FileOps but
+        ``close_inherited`` (an optional method: the real file system closes the child's copies
+        of the descriptors, so that the child does not hold the parent's lock alive).
+        """
+        self._state = _FORKED
+        close_inherited = getattr(self._ops, "close_inherited", None)
+        if close_inherited is not None:
+            for handle in (self._seg.fd, self._lock_handle):
+                try:
+                    close_inherited(handle)
+                except OSError:
+                    pass
+
     def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
-        if getattr(self, "_close_task", 1) is None:
+        if getattr(self, "_close_task", 1) is None and self._state != _FORKED:
             _warn(f"unclosed asyncwal log {self._path!r}", ResourceWarning, source=self, stacklevel=1)
 
     def __repr__(self) -> str:
         state = "failed" if self.failed else "closed" if self.closed else "open"
+        if self._state == _FORKED:
+            state = "forked"
         return (
             f"<asyncwal.Log {self._path!r} {state} sync_mode={self.sync_mode!r} "
             f"seqs={self.first_seq}..{self.last_seq} durable={self._durable_seq}>"
@@ -962,6 +994,20 @@ class Log:
             executor_seconds=self._executor_seconds,
             segments=len(self._segments),
         )
+
+
+#: Every open Log of this process, so that a child after fork() can disown them.
+_LIVE_LOGS: weakref.WeakSet[Log] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for log in list(_LIVE_LOGS):
+        log._forget_after_fork()
+    _LIVE_LOGS.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _split_queue(

@@ -20,7 +20,7 @@ MIN_SEGMENT_SIZE = 4096
 
 
 class Durability(enum.IntEnum):
-    """How far a record has travelled. Ordered: ``MEMORY < OS < DISK``."""
+    """How far a record has travelled. Ordered: ``MEMORY < OS < DISK < REPLICATED``."""
 
     #: Accepted into the log's memory. Lost if the process dies.
     MEMORY = 0
@@ -28,6 +28,9 @@ class Durability(enum.IntEnum):
     OS = 1
     #: Covered by a completed ``fdatasync``/``fsync``. Survives a power loss.
     DISK = 2
+    #: On local ``DISK`` and acknowledged by the replication target (stored on a quorum).
+    #: Survives the loss of this machine. Only a log opened with replication offers it.
+    REPLICATED = 3
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

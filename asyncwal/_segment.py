@@ -119,6 +119,11 @@ class SegmentWriter:
         self.slow_fsync_seconds = 1.0
         self._broken: BaseException | None = None
 
+    @property
+    def fd(self) -> int:
+        """The active segment's file handle; -1 when none is open."""
+        return self._fd
+
     # -- opening ---------------------------------------------------------------------------
 
     def open_existing(self, first_seq: int, end: int) -> None:

@@ -26,12 +26,15 @@ def test_exception_tree() -> None:
         asyncwal.LogLockedError,
         asyncwal.RecordTooLargeError,
         asyncwal.WrongEventLoopError,
+        asyncwal.WrongProcessError,
         asyncwal.TruncatedError,
     ):
         assert issubclass(exc, asyncwal.WALError)
     assert issubclass(asyncwal.RecordTooLargeError, ValueError)
     assert issubclass(asyncwal.WrongEventLoopError, RuntimeError)
+    assert issubclass(asyncwal.WrongProcessError, RuntimeError)
 
 
 def test_durability_is_ordered() -> None:
-    assert asyncwal.Durability.MEMORY < asyncwal.Durability.OS < asyncwal.Durability.DISK
+    d = asyncwal.Durability
+    assert d.MEMORY < d.OS < d.DISK < d.REPLICATED
