@@ -20,7 +20,10 @@ from ._errors import WALError as WALError
 from ._errors import WrongEventLoopError as WrongEventLoopError
 from ._errors import WrongProcessError as WrongProcessError
 from ._fileops import AsyncReader as AsyncReader
+from ._fileops import FileKind as FileKind
 from ._fileops import FileOps as FileOps
+from ._fileops import LockState as LockState
+from ._fileops import NotRegularFileError as NotRegularFileError
 from ._fileops import OsFileOps as OsFileOps
 from ._format import FORMAT_VERSION as FORMAT_VERSION
 from ._log import Checkpoint as Checkpoint
@@ -40,11 +43,14 @@ __all__ = (
     "Checkpoint",
     "CorruptLogError",
     "Durability",
+    "FileKind",
     "FileOps",
+    "LockState",
     "Log",
     "LogClosedError",
     "LogFailedError",
     "LogLockedError",
+    "NotRegularFileError",
     "Options",
     "OsFileOps",
     "Record",

@@ -1,35 +1,75 @@
-"""The file-operations seam: the only module that touches the operating system's files.
+"""The file-operations seam: the only place where asyncwal touches the operating system's files.
 
-The engine performs every read, write, sync, rename, unlink and lock through a
-:class:`FileOps`. :class:`OsFileOps` is the real one; :mod:`asyncwal.testing` has an in-memory
-one and a fault-injecting one. Everything here is synchronous and is called from the log's
-own executor thread, never from the event-loop thread (except ``open_reader``'s async reads).
+Every read, write, sync, rename, unlink and lock of the engine, of recovery and of the
+command line goes through a :class:`FileOps`. :class:`OsFileOps` is the real one;
+:mod:`asyncwal._fileops_wrappers` has the read-only, dry-run and salvaging wrappers
+the command line uses, and :mod:`asyncwal.testing` an in-memory one and a fault-injecting
+one. Everything here is synchronous and is called from the log's own I/O thread, never from
+the event-loop thread (except ``open_reader``'s async reads).
 
-Contract of each method is that of the POSIX call it is named after; ``sync`` must make the
-file's data (and the size, if it changed) durable, and ``sync_dir`` must make the
-directory's entries (creations, renames, unlinks) durable.
+Contract of each method is that of the POSIX call it is named after, with these additions,
+which every implementation keeps:
+
+* **Nothing is followed, nothing hangs.** ``open``, ``open_readonly``, ``lock`` and
+  ``lock_probe`` refuse a name that is not a regular file (a directory, a symbolic link, a
+  FIFO, a device or a socket) with :class:`NotRegularFileError`, without following a
+  symbolic link and without blocking on a FIFO: a hostile directory can make asyncwal fail
+  with a clear error, never write through a link or wait forever. ``kind`` says what a name
+  is without following or opening it; ``exists`` is true for any name, a dangling symbolic
+  link included.
+* ``sync`` makes the file's data (and the size, if it changed) durable; ``sync_dir`` makes the
+  directory's entries (creations, renames, unlinks) durable.
+* ``lock`` takes the directory lock (an exclusive ``flock`` of the LOCK file, which then holds
+  the holder's pid); ``lock_probe`` tells whether it is held, and by which pid, without
+  creating the file, changing a byte, or holding a lock for more than an instant.
 
 One method is optional: ``pwritev_sync(fd, buffers, offset)``, a write whose bytes are durable
 when it returns (``pwritev2`` with ``RWF_DSYNC`` on Linux). The engine uses it, when present,
 for a write that would otherwise be followed by ``sync``; it saves a system call and a
 thread wake-up per group. Without it the engine calls ``pwrite`` then ``sync``.
+
+Platform code (``fcntl``: the lock, and ``F_FULLFSYNC`` on macOS) lives in
+:mod:`asyncwal._fileops_posix`, imported by :func:`platform_locks` on first use, so
+``import asyncwal`` works where ``fcntl`` does not exist; there, opening a log on the real
+file system fails with a clear ``OSError`` at the lock.
 """
 
 from __future__ import annotations
 
+import enum
 import errno
-import fcntl
+import functools
 import os
+import stat
 import sys
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Protocol
 
 import aiofiles
 import aiofiles.threadpool.binary
 
 from ._errors import LogLockedError
 
-__all__ = ("AsyncReader", "FileOps", "OsFileOps", "PwritevSync", "pwrite_each_then_sync", "write_all_durable")
+if TYPE_CHECKING:
+    from ._fileops_posix import PosixLocks
+
+__all__ = (
+    "AsyncReader",
+    "FileKind",
+    "FileOps",
+    "LockState",
+    "NotRegularFileError",
+    "OsFileOps",
+    "PreadReader",
+    "PwritevSync",
+    "file_size",
+    "platform_locks",
+    "pwrite_each_then_sync",
+    "read_all",
+    "write_all",
+    "write_all_durable",
+)
 
 #: The optional ``FileOps.pwritev_sync(fd, buffers, offset) -> int``: write ``buffers`` one
 #: after another from ``offset``, like ``os.pwritev``, and return the number of bytes written
@@ -40,6 +80,62 @@ PwritevSync = Callable[[int, Sequence[bytes | memoryview], int], int]
 
 # Linux: pwritev2(RWF_DSYNC) writes and flushes in one call (kernel 4.7+).
 _HAVE_RWF_DSYNC = sys.platform.startswith("linux") and hasattr(os, "RWF_DSYNC")
+# Flags of every open: never follow a symbolic link in the last component, never block on a
+# FIFO (O_NONBLOCK is cleared again once the descriptor is known to be a regular file).
+_O_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
+_O_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
+_O_NONBLOCK: Final = getattr(os, "O_NONBLOCK", 0)
+_SAFE_OPEN: Final = _O_CLOEXEC | _O_NOFOLLOW | _O_NONBLOCK
+# Errors an open of a name that is not a regular file can give (ELOOP: a symbolic link under
+# O_NOFOLLOW; EISDIR: a directory opened for writing; ENXIO/EOPNOTSUPP: a socket, a FIFO with
+# no reader opened for writing, a device without a driver).
+_NOT_REGULAR_ERRNOS: Final = frozenset(
+    {errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.EOPNOTSUPP, errno.ENODEV}
+)
+
+
+class FileKind(enum.Enum):
+    """What a name in a directory is, found without following or opening it (``lstat``)."""
+
+    REGULAR = "regular file"
+    DIRECTORY = "directory"
+    SYMLINK = "symbolic link"
+    OTHER = "FIFO, device or socket"
+    MISSING = "missing"
+
+
+class NotRegularFileError(OSError):
+    """A name that must be a regular file is something else; it was not followed or changed.
+
+    :ivar kind: what the name is (never ``REGULAR`` or ``MISSING``)
+    :ivar filename: the path
+    """
+
+    def __init__(self, path: str, kind: FileKind, what: str | None = None) -> None:
+        """:param what: a more precise description than the kind's (e.g. "FIFO")."""
+        codes = {FileKind.SYMLINK: errno.ELOOP, FileKind.DIRECTORY: errno.EISDIR}
+        code = codes.get(kind, errno.EINVAL)
+        super().__init__(code, f"a {what or kind.value}, not a regular file", path)
+        self.kind: Final = kind
+        self.what: Final = what or kind.value
+
+    def __reduce__(self) -> tuple[type[NotRegularFileError], tuple[str, FileKind, str]]:
+        return type(self), (str(self.filename), self.kind, self.what)
+
+
+@dataclass(frozen=True, slots=True)
+class LockState:
+    """The directory lock as :meth:`FileOps.lock_probe` found it.
+
+    :ivar exists: there is a LOCK file (the log was opened at least once)
+    :ivar held: a live opener holds the lock
+    :ivar pid: the pid its holder wrote in the file; a free lock that still names a pid was
+        not released cleanly (its holder died with the log open)
+    """
+
+    exists: bool
+    held: bool
+    pid: int | None
 
 
 class AsyncReader(Protocol):
@@ -53,19 +149,34 @@ class AsyncReader(Protocol):
 
 
 class FileOps(Protocol):
-    """File operations used by the engine. File handles are ints."""
+    """File operations used by asyncwal. File handles are ints. See the module docstring."""
 
     def makedirs(self, path: str) -> None: ...
 
     def listdir(self, path: str) -> list[str]: ...
 
-    def exists(self, path: str) -> bool: ...
-
-    def open(self, path: str, *, create: bool = False, exclusive: bool = False) -> int:
-        """Open for reading and writing; ``create`` creates it, ``exclusive`` requires it new."""
+    def exists(self, path: str) -> bool:
+        """True if the name exists, whatever it is (a dangling symbolic link too)."""
         ...
 
-    def open_readonly(self, path: str) -> int: ...
+    def kind(self, path: str) -> FileKind:
+        """What the name is; never follows a symbolic link, never opens the file."""
+        ...
+
+    def open(self, path: str, *, create: bool = False, exclusive: bool = False) -> int:
+        """Open a regular file for reading and writing; ``create`` creates it, ``exclusive``
+        requires it new.
+
+        :raises NotRegularFileError: ``path`` is not a regular file (not followed, not changed)
+        """
+        ...
+
+    def open_readonly(self, path: str) -> int:
+        """Open a regular file for reading.
+
+        :raises NotRegularFileError: ``path`` is not a regular file (not followed, not opened)
+        """
+        ...
 
     def close(self, fd: int) -> None: ...
 
@@ -92,10 +203,21 @@ class FileOps(Protocol):
     def unlink(self, path: str) -> None: ...
 
     def lock(self, path: str) -> int:
-        """Take an exclusive lock on ``path`` (created if missing); raise LogLockedError if held."""
+        """Take an exclusive lock on ``path`` (created if missing) and write the pid in it.
+
+        :raises LogLockedError: another opener holds it
+        :raises NotRegularFileError: ``path`` is not a regular file (its target is untouched)
+        """
         ...
 
     def unlock(self, handle: int) -> None: ...
+
+    def lock_probe(self, path: str) -> LockState:
+        """Whether the lock of ``path`` is held and by which pid; changes nothing.
+
+        :raises NotRegularFileError: ``path`` is not a regular file
+        """
+        ...
 
     def open_reader(self, path: str) -> AsyncReader:
         """An async reader of ``path`` (used by replay); opened on first use."""
@@ -158,8 +280,142 @@ def read_all(ops: FileOps, fd: int) -> bytes:
     return b"".join(parts)
 
 
+def file_size(ops: FileOps, path: str) -> int:
+    """The size of the regular file ``path`` (opened read-only for an instant).
+
+    :raises NotRegularFileError: ``path`` is not a regular file
+    """
+    fd = ops.open_readonly(path)
+    try:
+        return ops.size(fd)
+    finally:
+        ops.close(fd)
+
+
+class PreadReader:
+    """An :class:`AsyncReader` over any FileOps' ``open_readonly``/``pread``, served at once
+    (no thread hop): for file systems in memory and the wrappers over them.
+
+    Opens ``path`` on first use and keeps that descriptor, so it goes on reading the same
+    file after the name is unlinked or renamed over, like a real descriptor.
+    """
+
+    def __init__(self, ops: FileOps, path: str) -> None:
+        self._ops = ops
+        self._path = path
+        self._fd: int | None = None
+        self._pos = 0
+
+    def _open(self) -> int:
+        if self._fd is None:
+            self._fd = self._ops.open_readonly(self._path)
+        return self._fd
+
+    async def read(self, size: int = -1) -> bytes:
+        """Up to ``size`` bytes from the current position (everything left if ``size < 0``)."""
+        fd = self._open()
+        if size < 0:
+            size = max(self._ops.size(fd) - self._pos, 0)
+        data = self._ops.pread(fd, size, self._pos)
+        self._pos += len(data)
+        return data
+
+    async def seek(self, offset: int) -> int:
+        self._open()
+        if offset < 0:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        self._pos = offset
+        return offset
+
+    async def close(self) -> None:
+        if self._fd is not None:
+            fd, self._fd = self._fd, None
+            self._ops.close(fd)
+
+
+# -- the real file system -------------------------------------------------------------------
+
+
+def _kind_of_mode(mode: int) -> tuple[FileKind, str]:
+    """The kind of an ``st_mode``, and its precise name."""
+    if stat.S_ISREG(mode):
+        return FileKind.REGULAR, FileKind.REGULAR.value
+    if stat.S_ISDIR(mode):
+        return FileKind.DIRECTORY, FileKind.DIRECTORY.value
+    if stat.S_ISLNK(mode):
+        return FileKind.SYMLINK, FileKind.SYMLINK.value
+    if stat.S_ISFIFO(mode):
+        return FileKind.OTHER, "FIFO"
+    if stat.S_ISCHR(mode):
+        return FileKind.OTHER, "character device"
+    if stat.S_ISBLK(mode):
+        return FileKind.OTHER, "block device"
+    if stat.S_ISSOCK(mode):
+        return FileKind.OTHER, "socket"
+    return FileKind.OTHER, FileKind.OTHER.value  # pragma: no cover - doors, whiteouts
+
+
+def _lkind(path: str) -> tuple[FileKind, str]:
+    try:
+        st = os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return FileKind.MISSING, FileKind.MISSING.value
+    return _kind_of_mode(st.st_mode)
+
+
+def _open_regular(path: str, flags: int, mode: int = 0o644) -> int:
+    """``os.open`` that refuses (with NotRegularFileError) anything but a regular file: never
+    follows a symbolic link, never blocks on a FIFO, never keeps a device open."""
+    try:
+        fd = os.open(path, flags | _SAFE_OPEN, mode)
+    except OSError as exc:
+        if exc.errno in _NOT_REGULAR_ERRNOS:
+            kind, what = _lkind(path)
+            if kind not in (FileKind.REGULAR, FileKind.MISSING):
+                raise NotRegularFileError(path, kind, what) from None
+        raise
+    try:
+        st_mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(st_mode):
+            kind, what = _kind_of_mode(st_mode)
+            raise NotRegularFileError(path, kind, what)
+        if _O_NONBLOCK:
+            os.set_blocking(fd, True)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+class _NoLocks:
+    """The lock of a platform without ``fcntl``: every call fails with a clear error."""
+
+    def _refuse(self) -> OSError:
+        return OSError(errno.ENOTSUP, "the directory lock needs fcntl.flock, which this platform lacks")
+
+    def try_lock(self, fd: int) -> bool:
+        raise self._refuse()
+
+    def is_held(self, fd: int) -> bool:
+        raise self._refuse()
+
+    def full_sync(self, fd: int) -> None:
+        os.fsync(fd)
+
+
+@functools.cache
+def platform_locks() -> PosixLocks | _NoLocks:
+    """The platform's lock (and full-sync) calls: :mod:`asyncwal._fileops_posix` where
+    ``fcntl`` exists, else one that refuses to lock. Imported on first call, not with asyncwal."""
+    try:
+        from ._fileops_posix import PosixLocks
+    except ImportError:
+        return _NoLocks()
+    return PosixLocks()
+
+
 class _AiofilesReader:
-    """AsyncReader over aiofiles; the file is opened on the first call."""
+    """AsyncReader over aiofiles; the file is opened (as a regular file only) on the first call."""
 
     def __init__(self, path: str) -> None:
         self._path = path
@@ -167,7 +423,9 @@ class _AiofilesReader:
 
     async def _open(self) -> aiofiles.threadpool.binary.AsyncBufferedReader:
         if self._file is None:
-            self._file = await aiofiles.open(self._path, "rb", buffering=0)  # type: ignore[assignment]
+            self._file = await aiofiles.open(  # type: ignore[assignment]
+                self._path, "rb", buffering=0, opener=_open_regular
+            )
         assert self._file is not None
         return self._file
 
@@ -187,7 +445,11 @@ class OsFileOps:
     """The real file system. ``sync`` is ``fdatasync`` on Linux, ``F_FULLFSYNC`` on macOS
     (plain ``fsync`` there does not flush the drive's cache), ``fsync`` elsewhere.
     ``pwritev_sync`` is one ``pwritev2(RWF_DSYNC)`` on Linux (the same flush as
-    ``fdatasync``, for the bytes written), and writes then ``sync`` elsewhere."""
+    ``fdatasync``, for the bytes written), and writes then ``sync`` elsewhere.
+
+    Files are opened with ``O_NOFOLLOW | O_NONBLOCK`` and checked with ``fstat``: anything
+    but a regular file is refused with :class:`NotRegularFileError`.
+    """
 
     def __init__(self) -> None:
         self._rwf_dsync = _HAVE_RWF_DSYNC  # turned off if the kernel refuses the flag
@@ -199,18 +461,21 @@ class OsFileOps:
         return os.listdir(path)
 
     def exists(self, path: str) -> bool:
-        return os.path.exists(path)
+        return os.path.lexists(path)
+
+    def kind(self, path: str) -> FileKind:
+        return _lkind(path)[0]
 
     def open(self, path: str, *, create: bool = False, exclusive: bool = False) -> int:
-        flags = os.O_RDWR | getattr(os, "O_CLOEXEC", 0)
+        flags = os.O_RDWR
         if create:
             flags |= os.O_CREAT
         if exclusive:
             flags |= os.O_EXCL
-        return os.open(path, flags, 0o644)
+        return _open_regular(path, flags)
 
     def open_readonly(self, path: str) -> int:
-        return os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        return _open_regular(path, os.O_RDONLY)
 
     def close(self, fd: int) -> None:
         os.close(fd)
@@ -251,7 +516,7 @@ class OsFileOps:
     if sys.platform == "darwin":  # pragma: no cover - not the CI platform
 
         def sync(self, fd: int) -> None:
-            fcntl.fcntl(fd, fcntl.F_FULLFSYNC)  # type: ignore[attr-defined,unused-ignore]
+            platform_locks().full_sync(fd)
 
     elif hasattr(os, "fdatasync"):
 
@@ -264,7 +529,7 @@ class OsFileOps:
             os.fsync(fd)
 
     def sync_dir(self, path: str) -> None:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _O_CLOEXEC)
         try:
             os.fsync(fd)
         finally:
@@ -277,21 +542,19 @@ class OsFileOps:
         os.unlink(path)
 
     def lock(self, path: str) -> int:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+        fd = _open_regular(path, os.O_RDWR | os.O_CREAT)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
-            os.close(fd)
-            raise LogLockedError(
-                f"{os.path.dirname(path) or '.'} is locked by another opener"
-                + (f" (pid {holder})" if holder else "")
-            ) from None
+            if not platform_locks().try_lock(fd):
+                holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+                raise LogLockedError(
+                    f"{os.path.dirname(path) or '.'} is locked by another opener"
+                    + (f" (pid {holder})" if holder else "")
+                )
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         except BaseException:
             os.close(fd)
             raise
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         return fd
 
     def unlock(self, handle: int) -> None:
@@ -299,6 +562,23 @@ class OsFileOps:
             os.ftruncate(handle, 0)
         finally:
             os.close(handle)  # closing the descriptor releases the flock
+
+    def lock_probe(self, path: str) -> LockState:
+        """Open ``path`` read-only and try a non-blocking shared lock, released at once.
+
+        Never creates or writes the file. For the few microseconds of the probe, an opener
+        of the same directory fails with ``LogLockedError`` as it would against any holder.
+        """
+        try:
+            fd = _open_regular(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return LockState(False, False, None)
+        try:
+            text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
+            pid = int(text) if text.isascii() and text.isdigit() else None
+            return LockState(True, platform_locks().is_held(fd), pid)
+        finally:
+            os.close(fd)
 
     def open_reader(self, path: str) -> AsyncReader:
         return _AiofilesReader(path)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, BinaryIO, Final
 
 from ._errors import CorruptLogError
-from ._fileops import AsyncReader, OsFileOps
+from ._fileops import AsyncReader, FileKind, LockState, OsFileOps
 from ._format import (
     BATCH,
     END,
@@ -591,6 +591,12 @@ class DryRunFileOps:
 
     def open_reader(self, path: str) -> AsyncReader:
         raise PermissionError(errno.EROFS, "dry run: open_reader", path)
+
+    def kind(self, path: str) -> FileKind:
+        return FileKind.MISSING if path in self.unlinks else self._os.kind(path)
+
+    def lock_probe(self, path: str) -> LockState:
+        return self._os.lock_probe(path)
 
 
 @contextmanager

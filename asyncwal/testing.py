@@ -49,7 +49,7 @@ import threading
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from ._errors import LogLockedError
-from ._fileops import OsFileOps, pwrite_each_then_sync
+from ._fileops import FileKind, LockState, NotRegularFileError, OsFileOps, PreadReader, pwrite_each_then_sync
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -139,11 +139,18 @@ class MemoryFileOps:
 
     Every method behaves like the ``os`` call it is named after and raises the same
     :class:`OSError` subclasses (FileNotFoundError, FileExistsError, IsADirectoryError,
-    NotADirectoryError, ``EBADF`` for an unknown descriptor). ``sync`` and ``sync_dir``
-    check their argument and otherwise do nothing: nothing is ever lost here. For a file
-    system that can lose unsynced data, see ``PowerLossFileOps``.
+    NotADirectoryError, ``EBADF`` for an unknown descriptor), and, like
+    :class:`~asyncwal.OsFileOps`, refuses to open anything but a regular file with
+    :class:`~asyncwal.NotRegularFileError`. ``sync`` and ``sync_dir`` check their argument
+    and otherwise do nothing: nothing is ever lost here. For a file system that can lose
+    unsynced data, see ``PowerLossFileOps``.
 
-    Only regular files can be renamed or unlinked; directories are never removed.
+    Besides regular files and directories, :meth:`add_special` puts names that stand for a
+    symbolic link, a FIFO, a device or a socket (what a hostile directory holds): they are
+    listed, reported by :meth:`kind`, renamed and unlinked like files, and never opened.
+
+    Only regular files and special names can be renamed or unlinked; directories are never
+    removed.
 
     Invariant: every method takes ``self._mutex`` for its whole duration, so each call is
     atomic with respect to every other call, from any thread.
@@ -153,6 +160,7 @@ class MemoryFileOps:
         self._mutex = threading.Lock()
         self._dirs: set[str] = {"/", "."}
         self._entries: dict[str, _Inode] = {}
+        self._specials: dict[str, FileKind] = {}  # names that are neither files nor directories
         self._handles: dict[int, _Handle] = {}
         self._locks: dict[str, int] = {}  # locked path -> lock handle
         self._lock_paths: dict[int, tuple[str, int]] = {}  # lock handle -> (path, fd)
@@ -177,9 +185,28 @@ class MemoryFileOps:
         parent = _parent(path)
         if parent in self._dirs:
             return
-        if parent in self._entries:
+        if parent in self._entries or parent in self._specials:
             raise _oserror(errno.ENOTDIR, path)
         raise _oserror(errno.ENOENT, path)
+
+    def _kind(self, path: str) -> FileKind:
+        if path in self._entries:
+            return FileKind.REGULAR
+        if path in self._dirs:
+            return FileKind.DIRECTORY
+        return self._specials.get(path, FileKind.MISSING)
+
+    def _regular(self, path: str) -> _Inode | None:
+        """The inode at ``path``, None if nothing is there.
+
+        :raises NotRegularFileError: a directory or a special name is there
+        """
+        inode = self._entries.get(path)
+        if inode is None:
+            kind = self._kind(path)
+            if kind is not FileKind.MISSING:
+                raise NotRegularFileError(path, kind)
+        return inode
 
     def _new_fd(self, inode: _Inode, path: str, writable: bool) -> int:
         fd = self._next_fd
@@ -226,7 +253,7 @@ class MemoryFileOps:
             todo = []
             p = path
             while p not in self._dirs:
-                if p in self._entries:
+                if p in self._entries or p in self._specials:
                     raise _oserror(errno.EEXIST, p)
                 todo.append(p)
                 up = _parent(p)
@@ -241,48 +268,68 @@ class MemoryFileOps:
         with self._mutex:
             if path not in self._dirs:
                 raise _oserror(errno.ENOTDIR if path in self._entries else errno.ENOENT, path)
-            names = {os.path.basename(p) for p in self._entries if _parent(p) == path}
+            names = {os.path.basename(p) for p in (*self._entries, *self._specials) if _parent(p) == path}
             names.update(os.path.basename(d) for d in self._dirs if d != path and _parent(d) == path)
             return sorted(names)
 
     def exists(self, path: str) -> bool:
+        """True if anything (a file, a directory, a special name) is at ``path``."""
         path = os.path.normpath(path)
         with self._mutex:
-            return path in self._entries or path in self._dirs
+            return self._kind(path) is not FileKind.MISSING
+
+    def kind(self, path: str) -> FileKind:
+        path = os.path.normpath(path)
+        with self._mutex:
+            return self._kind(path)
+
+    def add_special(self, path: str, kind: FileKind = FileKind.OTHER) -> None:
+        """Put at ``path`` a name that is not a regular file: ``FileKind.SYMLINK`` or
+        ``FileKind.OTHER`` (a FIFO, a device or a socket). It has no contents and no target;
+        crash images of :class:`PowerLossFileOps` do not keep it.
+
+        :raises FileExistsError: something is at ``path`` already
+        :raises ValueError: ``kind`` is not SYMLINK or OTHER
+        """
+        if kind not in (FileKind.SYMLINK, FileKind.OTHER):
+            raise ValueError(f"a special name is a symbolic link or OTHER, not {kind}")
+        path = os.path.normpath(path)
+        with self._mutex:
+            if self._kind(path) is not FileKind.MISSING:
+                raise _oserror(errno.EEXIST, path)
+            self._check_parent(path)
+            self._specials[path] = kind
 
     def open(self, path: str, *, create: bool = False, exclusive: bool = False) -> int:
         """Open for reading and writing, like ``os.open(O_RDWR [| O_CREAT [| O_EXCL]])``.
 
         As on Linux, ``exclusive`` without ``create`` has no effect.
 
-        :raises FileExistsError: ``create`` and ``exclusive``, and ``path`` exists.
+        :raises FileExistsError: ``create`` and ``exclusive``, and anything is at ``path``.
         :raises FileNotFoundError: ``path`` (or its directory) does not exist and may not be created.
-        :raises IsADirectoryError: ``path`` is a directory.
+        :raises NotRegularFileError: ``path`` is a directory or a special name.
         """
         path = os.path.normpath(path)
         with self._mutex:
-            if path in self._dirs:
-                raise _oserror(errno.EISDIR, path)
-            inode = self._entries.get(path)
-            if inode is not None:
-                if create and exclusive:
-                    raise _oserror(errno.EEXIST, path)
-            elif not create:
+            if create and exclusive and self._kind(path) is not FileKind.MISSING:
+                raise _oserror(errno.EEXIST, path)
+            inode = self._regular(path)
+            if inode is None:
                 self._check_parent(path)
-                raise _oserror(errno.ENOENT, path)
-            else:
-                self._check_parent(path)
+                if not create:
+                    raise _oserror(errno.ENOENT, path)
                 inode = self._create(path)
             return self._new_fd(inode, path, writable=True)
 
     def open_readonly(self, path: str) -> int:
-        """Open for reading only: ``pwrite`` and ``truncate`` on it fail with ``EBADF``/``EINVAL``."""
+        """Open for reading only: ``pwrite`` and ``truncate`` on it fail with ``EBADF``/``EINVAL``.
+
+        :raises NotRegularFileError: ``path`` is a directory or a special name.
+        """
         path = os.path.normpath(path)
         with self._mutex:
-            inode = self._entries.get(path)
+            inode = self._regular(path)
             if inode is None:
-                if path in self._dirs:
-                    raise _oserror(errno.EISDIR, path)  # os.open allows it; nothing here needs it
                 self._check_parent(path)
                 raise _oserror(errno.ENOENT, path)
             return self._new_fd(inode, path, writable=False)
@@ -360,7 +407,8 @@ class MemoryFileOps:
             self._event(_SyncDir(path))
 
     def rename(self, src: str, dst: str) -> None:
-        """Move the file ``src`` to ``dst``, atomically replacing a file already at ``dst``.
+        """Move the file (or special name) ``src`` to ``dst``, atomically replacing a file or
+        special name already at ``dst``.
 
         :raises FileNotFoundError: ``src`` does not exist, or ``dst``'s directory does not.
         :raises IsADirectoryError: ``dst`` is a directory.
@@ -372,12 +420,19 @@ class MemoryFileOps:
             if inode is None:
                 if src in self._dirs:
                     raise _oserror(errno.EPERM, src)  # renaming directories is not modelled
-                raise _oserror(errno.ENOENT, src)
+                if src not in self._specials:
+                    raise _oserror(errno.ENOENT, src)
             if dst in self._dirs:
                 raise _oserror(errno.EISDIR, dst)
             self._check_parent(dst)
             if src == dst:
                 return
+            if inode is None:  # a special name: not a recorded event (crash images drop them)
+                if dst in self._entries:
+                    self._event(_Unlink(dst, self._entries.pop(dst).ino))
+                self._specials[dst] = self._specials.pop(src)
+                return
+            self._specials.pop(dst, None)
             del self._entries[src]
             self._entries[dst] = inode
             self._event(_Rename(src, dst, inode.ino))
@@ -386,6 +441,8 @@ class MemoryFileOps:
         """Remove the name ``path``; descriptors open on the file keep working."""
         path = os.path.normpath(path)
         with self._mutex:
+            if self._specials.pop(path, None) is not None:
+                return
             inode = self._entries.pop(path, None)
             if inode is None:
                 raise _oserror(errno.EISDIR if path in self._dirs else errno.ENOENT, path)
@@ -397,15 +454,17 @@ class MemoryFileOps:
         Like :class:`~asyncwal._fileops.OsFileOps`, the file then holds the pid.
 
         :raises LogLockedError: another handle holds the lock of ``path``.
+        :raises NotRegularFileError: ``path`` is a directory or a special name.
         :return: a handle for :meth:`unlock`.
         """
         path = os.path.normpath(path)
         with self._mutex:
+            inode = self._regular(path)
             if path in self._locks:
-                raise LogLockedError(f"{_parent(path)} is locked by another opener")
-            if path in self._dirs:
-                raise _oserror(errno.EISDIR, path)
-            inode = self._entries.get(path)
+                pid = bytes(inode.data[:64]).decode("ascii", "replace").strip() if inode else ""
+                raise LogLockedError(
+                    f"{_parent(path)} is locked by another opener" + (f" (pid {pid})" if pid else "")
+                )
             if inode is None:
                 self._check_parent(path)
                 inode = self._create(path)
@@ -428,9 +487,23 @@ class MemoryFileOps:
             del self._locks[path]
             self._truncate(self._handles.pop(fd).inode, 0)
 
+    def lock_probe(self, path: str) -> LockState:
+        """Whether :meth:`lock` of ``path`` is held, and the pid in the file; changes nothing.
+
+        :raises NotRegularFileError: ``path`` is a directory or a special name.
+        """
+        path = os.path.normpath(path)
+        with self._mutex:
+            inode = self._regular(path)
+            if inode is None:
+                return LockState(False, False, None)
+            text = bytes(inode.data[:64]).decode("ascii", "replace").strip()
+            pid = int(text) if text.isascii() and text.isdigit() else None
+            return LockState(True, path in self._locks, pid)
+
     def open_reader(self, path: str) -> AsyncReader:
         """An async reader of ``path``; the file is looked up on first use, as with aiofiles."""
-        return _MemoryReader(self, os.path.normpath(path))
+        return PreadReader(self, os.path.normpath(path))
 
     # -- inspection helpers for tests --------------------------------------------------------
 
@@ -488,46 +561,6 @@ class MemoryFileOps:
         for path, data in image.items():
             ops.write_bytes(path, data)
         return ops
-
-
-class _MemoryReader:
-    """AsyncReader over a :class:`MemoryFileOps` file; reads are served from memory at once.
-
-    Holds the inode from the first call on, so it keeps reading the same file after the
-    path is unlinked or renamed over, like a real descriptor.
-    """
-
-    def __init__(self, ops: MemoryFileOps, path: str) -> None:
-        self._ops = ops
-        self._path = path
-        self._fd: int | None = None
-        self._pos = 0
-
-    def _open(self) -> int:
-        if self._fd is None:
-            self._fd = self._ops.open_readonly(self._path)
-        return self._fd
-
-    async def read(self, size: int = -1) -> bytes:
-        """Up to ``size`` bytes from the current position (everything left if ``size < 0``)."""
-        fd = self._open()
-        if size < 0:
-            size = max(self._ops.size(fd) - self._pos, 0)
-        data = self._ops.pread(fd, size, self._pos)
-        self._pos += len(data)
-        return data
-
-    async def seek(self, offset: int) -> int:
-        self._open()
-        if offset < 0:
-            raise _oserror(errno.EINVAL)
-        self._pos = offset
-        return offset
-
-    async def close(self) -> None:
-        if self._fd is not None:
-            fd, self._fd = self._fd, None
-            self._ops.close(fd)
 
 
 # -- FaultyFileOps -----------------------------------------------------------------------------
@@ -781,6 +814,10 @@ class FaultyFileOps:
         self._check("exists", path)
         return self.base.exists(path)
 
+    def kind(self, path: str) -> FileKind:
+        self._check("kind", path)
+        return self.base.kind(path)
+
     def open(self, path: str, *, create: bool = False, exclusive: bool = False) -> int:
         self._check("open", path)
         fd = self.base.open(path, create=create, exclusive=exclusive)
@@ -867,6 +904,10 @@ class FaultyFileOps:
         self.base.unlock(handle)
         with self._mutex:
             self._lock_paths.pop(handle, None)
+
+    def lock_probe(self, path: str) -> LockState:
+        self._check("lock_probe", path)
+        return self.base.lock_probe(path)
 
     def open_reader(self, path: str) -> AsyncReader:
         self._check("open_reader", path)

@@ -12,9 +12,12 @@ from typing import Any
 import pytest
 from blockbuster import BlockBuster, BlockBusterFunction
 
+from asyncwal._fileops import FileOps, OsFileOps
 from asyncwal.testing import FaultyFileOps, MemoryFileOps
 
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
+#: A FileOps and an existing, empty directory in it (the ``fs`` fixture).
+FsRoot = tuple[FileOps, str]
 
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, LoopFactory]:
@@ -100,3 +103,13 @@ class Backend:
 @pytest.fixture(params=["os", "memory"])
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return Backend(request.param, tmp_path)
+
+
+@pytest.fixture(params=["memory", "os"])
+def fs(request: pytest.FixtureRequest, tmp_path: Path) -> FsRoot:
+    """A FileOps (MemoryFileOps, or the real OsFileOps) and an existing, empty directory in it:
+    for tests of the seam itself, which check the in-memory file system against the real one."""
+    root = str(tmp_path / "d")
+    ops: FileOps = MemoryFileOps() if request.param == "memory" else OsFileOps()
+    ops.makedirs(root)
+    return ops, root

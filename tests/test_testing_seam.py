@@ -16,22 +16,22 @@ from typing import TYPE_CHECKING
 import pytest
 
 from asyncwal._errors import LogLockedError
-from asyncwal._fileops import FileOps, OsFileOps, read_all, write_all
+from asyncwal._fileops import (
+    FileKind,
+    FileOps,
+    LockState,
+    NotRegularFileError,
+    OsFileOps,
+    read_all,
+    write_all,
+)
 from asyncwal.testing import FaultyFileOps, MemoryFileOps, PowerLossFileOps
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
-FsRoot = tuple[FileOps, str]
-
-
-@pytest.fixture(params=["memory", "os"])
-def fs(request: pytest.FixtureRequest, tmp_path: Path) -> FsRoot:
-    """A FileOps and an existing, empty directory in it."""
-    root = str(tmp_path / "d")
-    ops: FileOps = MemoryFileOps() if request.param == "memory" else OsFileOps()
-    ops.makedirs(root)
-    return ops, root
+    from .conftest import FsRoot
 
 
 def _structural_typing_check() -> None:
@@ -76,8 +76,13 @@ def test_open_create_and_exclusive(fs: FsRoot) -> None:
         ops.open(path, create=True, exclusive=True)
     fd = ops.open(path, create=True)  # existing, not exclusive: fine
     ops.close(fd)
-    with pytest.raises(IsADirectoryError):
-        ops.open(root)
+    for opener in (ops.open, ops.open_readonly, ops.lock, ops.lock_probe):
+        with pytest.raises(NotRegularFileError) as info:
+            opener(root)
+        assert info.value.kind is FileKind.DIRECTORY
+        assert info.value.filename == root
+    with pytest.raises(FileExistsError):
+        ops.open(root, create=True, exclusive=True)
 
 
 def test_pwrite_gap_is_zero_filled_and_pread_is_short_at_eof(fs: FsRoot) -> None:
@@ -175,6 +180,163 @@ def test_lock_is_exclusive_until_unlocked(fs: FsRoot) -> None:
     ops.unlock(other)
 
 
+def test_lock_probe_sees_the_holder_and_changes_nothing(fs: FsRoot) -> None:
+    ops, root = fs
+    path = os.path.join(root, "LOCK")
+    assert ops.lock_probe(path) == LockState(exists=False, held=False, pid=None)
+    assert not ops.exists(path)  # the probe never creates the file
+    handle = ops.lock(path)
+    fd = ops.open_readonly(path)
+    held_bytes = read_all(ops, fd)
+    assert ops.lock_probe(path) == LockState(exists=True, held=True, pid=os.getpid())
+    assert read_all(ops, fd) == held_bytes  # nothing written
+    with pytest.raises(LogLockedError, match=f"pid {os.getpid()}"):
+        ops.lock(path)  # the probe left the holder's lock alone
+    ops.unlock(handle)
+    assert ops.lock_probe(path) == LockState(exists=True, held=False, pid=None)
+    # A holder that died with the log open leaves its pid in a free lock.
+    ops.close(fd)
+    fd = ops.open(path)
+    write_all(ops, fd, b"4242\n", 0)
+    ops.close(fd)
+    assert ops.lock_probe(path) == LockState(exists=True, held=False, pid=4242)
+    again = ops.lock(path)  # the probe released its instant lock
+    ops.unlock(again)
+
+
+def _special(ops: FileOps, path: str, kind: FileKind, target: str) -> None:
+    """Put a symbolic link (to ``target``) or a FIFO at ``path``, on either backend."""
+    if isinstance(ops, MemoryFileOps):
+        ops.add_special(path, kind)
+    elif kind is FileKind.SYMLINK:
+        os.symlink(target, path)
+    else:
+        os.mkfifo(path)
+
+
+@pytest.mark.parametrize("kind", [FileKind.SYMLINK, FileKind.OTHER])
+def test_special_names_are_refused_never_followed_or_waited_on(fs: FsRoot, kind: FileKind) -> None:
+    ops, root = fs
+    target = os.path.join(root, "target")
+    fd = ops.open(target, create=True)
+    write_all(ops, fd, b"precious", 0)
+    ops.close(fd)
+    path = os.path.join(root, "name")
+    _special(ops, path, kind, target)
+    assert ops.kind(path) is kind
+    assert ops.exists(path)
+    assert sorted(ops.listdir(root)) == ["name", "target"]
+    attempts: dict[str, Callable[[], object]] = {
+        "open": lambda: ops.open(path),
+        "open create": lambda: ops.open(path, create=True),
+        "open_readonly": lambda: ops.open_readonly(path),
+        "lock": lambda: ops.lock(path),
+        "lock_probe": lambda: ops.lock_probe(path),
+    }
+    for what, attempt in attempts.items():
+        with pytest.raises(NotRegularFileError) as info:
+            attempt()
+        assert info.value.kind is kind, what
+        assert info.value.filename == path
+        assert "not a regular file" in str(info.value)
+    with pytest.raises(FileExistsError):
+        ops.open(path, create=True, exclusive=True)
+    fd = ops.open_readonly(target)
+    assert read_all(ops, fd) == b"precious"  # nothing reached the target
+    ops.close(fd)
+    ops.rename(path, os.path.join(root, "moved"))
+    assert ops.kind(os.path.join(root, "moved")) is kind
+    ops.unlink(os.path.join(root, "moved"))
+    assert ops.kind(os.path.join(root, "moved")) is FileKind.MISSING
+    assert ops.listdir(root) == ["target"]
+
+
+def test_kind_of_files_directories_and_missing_names(fs: FsRoot) -> None:
+    ops, root = fs
+    fd = ops.open(os.path.join(root, "f"), create=True)
+    ops.close(fd)
+    assert ops.kind(os.path.join(root, "f")) is FileKind.REGULAR
+    assert ops.kind(root) is FileKind.DIRECTORY
+    assert ops.kind(os.path.join(root, "nope")) is FileKind.MISSING
+    assert ops.kind(os.path.join(root, "f", "under-a-file")) is FileKind.MISSING
+
+
+def test_dangling_symlink_is_not_created_through(tmp_path: Path) -> None:
+    ops = OsFileOps()
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path / "nowhere")
+    assert ops.exists(str(link))  # the name is taken, though it leads nowhere
+    attempts: list[Callable[[], object]] = [
+        lambda: ops.open(str(link), create=True),
+        lambda: ops.lock(str(link)),
+    ]
+    for attempt in attempts:
+        with pytest.raises(NotRegularFileError):
+            attempt()
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_devices_and_sockets_are_named_precisely(tmp_path: Path) -> None:
+    ops = OsFileOps()
+    with pytest.raises(NotRegularFileError, match="character device") as info:
+        ops.open_readonly("/dev/null")
+    assert info.value.kind is FileKind.OTHER
+    import socket
+
+    path = str(tmp_path / "sock")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(path)
+        assert ops.kind(path) is FileKind.OTHER
+        with pytest.raises(NotRegularFileError, match="socket"):
+            ops.open(path)
+        with pytest.raises(NotRegularFileError, match="socket"):
+            ops.open_readonly(path)
+    os.mkfifo(tmp_path / "fifo")
+    with pytest.raises(NotRegularFileError, match="FIFO"):
+        ops.open_readonly(str(tmp_path / "fifo"))
+
+
+def test_not_regular_file_error_pickles() -> None:
+    import pickle
+
+    err = NotRegularFileError("/d/LOCK", FileKind.OTHER, "FIFO")
+    again = pickle.loads(pickle.dumps(err))
+    assert (type(again), again.kind, again.filename, str(again)) == (
+        NotRegularFileError,
+        FileKind.OTHER,
+        "/d/LOCK",
+        str(err),
+    )
+
+
+async def test_open_reader_refuses_special_names(fs: FsRoot) -> None:
+    ops, root = fs
+    path = os.path.join(root, "fifo")
+    await asyncio.to_thread(_special, ops, path, FileKind.OTHER, "")
+    reader = ops.open_reader(path)
+    with pytest.raises(NotRegularFileError):
+        await reader.read(1)  # a FIFO with no writer: refused, not waited on
+
+
+def test_memory_add_special_rules() -> None:
+    ops = MemoryFileOps()
+    ops.makedirs("/w")
+    with pytest.raises(ValueError, match="symbolic link or OTHER"):
+        ops.add_special("/w/x", FileKind.REGULAR)
+    ops.add_special("/w/x")
+    with pytest.raises(FileExistsError):
+        ops.add_special("/w/x", FileKind.SYMLINK)
+    with pytest.raises(NotADirectoryError):
+        ops.open("/w/x/y", create=True)
+    with pytest.raises(FileExistsError):
+        ops.makedirs("/w/x")
+    fd = ops.open("/w/f", create=True)
+    ops.close(fd)
+    ops.rename("/w/x", "/w/f")  # a special name replaces a file, as rename(2) does
+    assert ops.kind("/w/f") is FileKind.OTHER
+    assert ops.files("/w") == {}
+
+
 async def test_open_reader_reads_and_seeks(fs: FsRoot) -> None:
     ops, root = fs
     path = os.path.join(root, "f")
@@ -268,6 +430,19 @@ def test_faulty_defaults_to_the_real_file_system(tmp_path: Path) -> None:
     write_all(ops, fd, b"real", 0)
     ops.close(fd)
     assert (tmp_path / "f").read_bytes() == b"real"
+
+
+def test_faulty_forwards_and_fails_kind_and_lock_probe(faulty: FaultyFileOps) -> None:
+    assert faulty.kind("/w") is FileKind.DIRECTORY
+    assert faulty.lock_probe("/w/LOCK") == LockState(False, False, None)
+    faulty.inject("kind", errno.EIO)
+    faulty.inject("lock_probe", errno.EACCES, path_contains="LOCK")
+    with pytest.raises(OSError, match="Input/output error"):
+        faulty.kind("/w")
+    with pytest.raises(PermissionError):
+        faulty.lock_probe("/w/LOCK")
+    assert faulty.calls["kind"] == 2
+    assert faulty.calls["lock_probe"] == 2
 
 
 def test_inject_fires_after_n_calls_then_stops(faulty: FaultyFileOps) -> None:
