@@ -11,6 +11,8 @@
     python -m bench profile [--modes sync,batch,none] [--workers 256] [--seconds 3]
     python -m bench report [bench/results/latest.json] [--markdown]
     python -m bench list                         # the subjects and groups
+    python -m bench docs [--headline F] [--matrix F] [--replay F] [--memory F]
+                                                 # the docs' pictures and tables from saved runs
 """
 
 from __future__ import annotations
@@ -81,7 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="subjects and groups: " + ", ".join([*GROUPS, *SUBJECTS]),
     )
     p.add_argument(
-        "command", nargs="?", default="run", choices=("run", "replay", "memory", "profile", "report", "list")
+        "command",
+        nargs="?",
+        default="run",
+        choices=("run", "replay", "memory", "profile", "report", "list", "docs"),
     )
     p.add_argument("path", nargs="?", help="report: the results JSON (default: bench/results/latest.json)")
     p.add_argument("--setup", action="store_true", help="install the peers (pip, apt-get) and exit")
@@ -113,6 +118,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--modes", default="sync,batch,none", help="memory, profile: asyncwal modes (default sync,batch,none)"
     )
+    docs = p.add_argument_group("docs: the results files to quote (default: the latest of each)")
+    docs.add_argument("--headline", type=Path, help="default bench/results/headline/latest.json")
+    docs.add_argument("--matrix", type=Path, help="default bench/results/latest.json")
+    docs.add_argument("--replay", type=Path, help="default bench/results/latest-replay.json")
+    docs.add_argument("--memory", type=Path, help="default bench/results/latest-memory.json")
     return p
 
 
@@ -269,4 +279,8 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_report(a)
     if a.command == "profile":
         return _cmd_profile(a)
+    if a.command == "docs":
+        from ._docs import main as docs_main
+
+        return docs_main(a.headline, a.matrix, a.replay, a.memory)
     return _cmd_run(a)

@@ -7,7 +7,6 @@ a peer without one (raw loops, redis-benchmark) with asyncwal on each loop.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -363,110 +362,9 @@ def evaluate_targets(cells: list[CellResult]) -> list[Target]:
 
 # -- plots -------------------------------------------------------------------------------------------
 
-_GROUP_COLORS = {
-    "asyncwal": "#d62728",
-    "raw": "#7f7f7f",
-    "byhand": "#8c564b",
-    "sqlite": "#1f77b4",
-    "redis": "#2ca02c",
-    "redisbench": "#17becf",
-    "harness": "#000000",
-}
-_MARKERS = "osD^v<>ph*"
-
-
-def _style(subject: str) -> dict[str, Any]:
-    info = SUBJECTS.get(subject)
-    group = info.group if info else "raw"
-    members = [n for n in SUBJECTS if SUBJECTS[n].group == group]
-    i = members.index(subject) if subject in members else 0
-    return {"color": _GROUP_COLORS.get(group, "black"), "marker": _MARKERS[i % len(_MARKERS)]}
-
-
-def _label(c: CellResult) -> str:
-    return c.subject + (f" ({c.loop})" if c.loop else "")
-
 
 def plot_all(doc: dict[str, Any], outdir: Path) -> list[Path]:
-    """Throughput-vs-W per record size, and latency CDFs; PNG files in ``outdir``."""
-    import matplotlib
+    """Throughput-vs-W per record size, and latency CDFs; PNG files in ``outdir`` (see bench._plots)."""
+    from ._plots import plot_run
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cells = [c for c in load_cells(doc) if c.ok]
-    outdir.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    sizes = sorted({c.size for c in cells})
-    stamp = doc.get("started_utc", "")
-
-    for size in sizes:
-        panels = [
-            ("uvloop", "uvloop, and loop-free subjects"),
-            ("asyncio", "asyncio, and loop-free subjects"),
-        ]
-        fig, axes = plt.subplots(1, 2, figsize=(15, 6.5), sharey=True)
-        for ax, (loop, title) in zip(axes, panels, strict=True):
-            series: dict[str, list[CellResult]] = {}
-            for c in cells:
-                if c.size == size and c.loop in (loop, None):
-                    series.setdefault(c.subject, []).append(c)
-            for subject in SUBJECTS:
-                pts = sorted(series.get(subject, []), key=lambda c: c.workers)
-                if not pts:
-                    continue
-                st = _style(subject)
-                dashed = not SUBJECTS[subject].durable
-                ax.plot(
-                    [c.workers for c in pts], [c.appends_per_s for c in pts], label=subject,
-                    linestyle="--" if dashed else "-", **st,
-                )  # fmt: skip
-            ax.set_xscale("log", base=2)
-            ax.set_yscale("log")
-            ax.set_xlabel("W (concurrent appenders)")
-            ax.set_title(title)
-            ax.grid(True, which="both", alpha=0.3)
-        axes[0].set_ylabel("acknowledged appends/s")
-        handles, labels = axes[0].get_legend_handles_labels()
-        h2, l2 = axes[1].get_legend_handles_labels()
-        for h, lab in zip(h2, l2, strict=True):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-        fig.legend(handles, labels, loc="center right", fontsize=8)
-        fig.suptitle(f"Throughput vs W, {fmt_size(size)} records (dashed: not durable at ack) - {stamp}")
-        fig.tight_layout(rect=(0, 0, 0.84, 0.95))
-        path = outdir / f"throughput_{size}B.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        written.append(path)
-
-    # Latency CDFs on a "nines" axis: y = -log10(1 - p), so the tail gets room.
-    size = 128 if 128 in sizes else (sizes[0] if sizes else 0)
-    for w in sorted({c.workers for c in cells if c.size == size}):
-        fig, ax = plt.subplots(figsize=(11, 6.5))
-        for c in sorted((c for c in cells if c.size == size and c.workers == w), key=_order):
-            if c.loop == "asyncio" and _find(cells, c.subject, "uvloop", size, w) is not None:
-                continue  # one line per subject: uvloop where both were measured
-            curve = [(us, p) for p, us in c.cdf if p < 100.0 and us > 0]
-            if not curve:
-                continue
-            ys = [-math.log10(1.0 - p / 100.0) for _, p in curve]
-            st = _style(c.subject)
-            dashed = not SUBJECTS[c.subject].durable
-            xs = [us for us, _ in curve]
-            ax.plot(xs, ys, label=_label(c), linestyle="--" if dashed else "-", markersize=3, **st)
-        ticks = [0.0, 50.0, 90.0, 99.0, 99.9, 99.99]
-        ax.set_yticks([-math.log10(1.0 - p / 100.0) for p in ticks], [f"{p:g}" for p in ticks])
-        ax.set_xscale("log")
-        ax.set_xlabel("latency of one append, microseconds (taken by the caller)")
-        ax.set_ylabel("percentile")
-        ax.grid(True, which="both", alpha=0.3)
-        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
-        ax.set_title(f"Latency CDF, W={w}, {fmt_size(size)} records (dashed: not durable at ack) - {stamp}")
-        fig.tight_layout()
-        path = outdir / f"latency_cdf_W{w}_{size}B.png"
-        fig.savefig(path, dpi=90)
-        plt.close(fig)
-        written.append(path)
-    return written
+    return plot_run(doc, outdir)

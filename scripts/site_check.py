@@ -3,7 +3,8 @@
 Builds nothing itself: ``scripts/screenshots.sh`` builds the site with ``mkdocs build --strict``
 and then runs this with the site directory. For every page of the site it
 
-* takes a full-page screenshot in headless Chromium at 1280 px wide (``<out>/<page>.png``);
+* takes a full-page screenshot in headless Chromium at 1280 px wide (``<out>/<page>.png``),
+  as the page first shows (collapsed blocks closed, the first tab of each tab group);
 * reports what a reader at that width cannot see or read whole:
 
   - a code block whose longest line is wider than the block (the reader must scroll it);
@@ -31,9 +32,15 @@ from typing import Any
 WIDTH = 1280
 SCREEN = 900
 
-# Runs in the page; returns the problems a reader would meet, as plain strings.
+# Runs in the page; returns the problems a reader would meet, as plain strings. Collapsed
+# blocks are opened and every tab of a tabbed block is shown first, so that what a reader
+# only sees after a click is checked too.
 _PROBLEMS_JS = r"""
 () => {
+  for (const d of document.querySelectorAll('details')) d.open = true;
+  const style = document.createElement('style');
+  style.textContent = '.tabbed-block { display: block !important; }';
+  document.head.appendChild(style);
   const out = [];
   const short = (s) => s.length > 90 ? s.slice(0, 87) + '...' : s;
   for (const pre of document.querySelectorAll('.md-content pre')) {

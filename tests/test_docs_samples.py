@@ -214,3 +214,131 @@ def test_the_transcript_matcher() -> None:
     assert matches(["a", "...", "z"], ["a", "b", "c", "z"])
     assert matches(["a ", "..."], ["a"])
     assert not matches(["a", "z"], ["a", "b", "z"])
+
+
+# -- facts the pages quote: from results files and from the code -----------------------------
+
+
+def test_quoted_benchmark_figures_match_their_results() -> None:
+    """Every generated block (``<!-- bench:KIND FILE... -->``) equals what ``python -m bench
+    docs`` makes from the results files it names: a quoted figure changes only with its run."""
+    from bench._docs import blocks_in, render_block
+
+    seen = 0
+    for page in PAGES:
+        for block in blocks_in(page):
+            seen += 1
+            where = f"{page.relative_to(ROOT)}:{block.line}"
+            for path in block.paths:
+                assert (ROOT / path).is_file(), f"{where}: {path} does not exist"
+            expected = render_block(block.kind, block.paths)
+            assert block.body == expected, (
+                f"{where}: the bench:{block.kind} block is not what {block.paths} give; "
+                "run `python -m bench docs`"
+            )
+    assert seen >= 8  # the benchmarks pages and the README quote their runs this way
+
+
+def test_benchmark_pictures_are_drawn_from_the_quoted_runs() -> None:
+    """Each picture on the benchmarks page names, in its metadata, a results file that the
+    page's tables quote, and every picture in docs/assets/bench is shown somewhere."""
+    from bench._docs import ASSETS, blocks_in, png_source
+
+    page = ROOT / "docs" / "benchmarks.md"
+    quoted = {p for b in blocks_in(page) for p in b.paths}
+    quoted |= {p for b in blocks_in(ROOT / "docs" / "benchmarks-appendix.md") for p in b.paths}
+    shown = "\n".join(p.read_text(encoding="utf-8") for p in PAGES)
+    pictures = sorted(ASSETS.glob("*.png"))
+    assert pictures
+    for png in pictures:
+        assert png_source(png) in quoted, f"{png.name} was drawn from {png_source(png)}, not a quoted run"
+        assert f"assets/bench/{png.name}" in shown, f"{png.name} is not shown on any page"
+
+
+#: Code blocks do not wrap: at 1280 px the site's text column shows this many columns.
+CODE_COLUMNS = 80
+#: Pages whose console blocks quote command output verbatim, some of it longer.
+VERBATIM_OUTPUT = {"cli.md"}
+
+
+def test_code_blocks_fit_the_page() -> None:
+    too_long = []
+    for page in PAGES:
+        for block in extract(page):
+            for i, line in enumerate(block.text.splitlines(), start=1):
+                if len(line) <= CODE_COLUMNS:
+                    continue
+                output = block.lang == "console" and not line.startswith("$ ")
+                if output and page.name in VERBATIM_OUTPUT:
+                    continue
+                too_long.append(f"{block.where}+{i}: {len(line)} columns: {line.strip()[:60]}")
+    assert not too_long, "code lines cut off on the site:\n" + "\n".join(too_long)
+
+
+def _sentences(page: Path) -> list[str]:
+    """The page's sentences; each table row and each code line counts as one."""
+    out: list[str] = []
+    for para in re.split(r"\n\s*\n", page.read_text(encoding="utf-8")):
+        lines = para.strip().splitlines()
+        if lines and (lines[0].lstrip().startswith(("|", "```")) or para.startswith("    ")):
+            out += lines
+        else:
+            out += re.split(r"(?<=[.!?]) ", re.sub(r"\s+", " ", para))
+    return out
+
+
+def test_the_zero_fill_size_quoted_is_the_codes() -> None:
+    """A sentence about the zeros ahead of the write position that names a size names the
+    code's step (it may compare it with others)."""
+    from asyncwal._segment import PREALLOCATE_STEP
+
+    step = f"{PREALLOCATE_STEP // 1024} KiB"
+    size = re.compile(r"\b(\d+ (?:KiB|MiB)|a MiB|the first MiB|preallocated MiB)\b")
+    wrong = [
+        f"{page.name}: {s.strip()[:120]}"
+        for page in PAGES
+        if page.name != "changelog.md"  # history: what the step used to be
+        for s in _sentences(page)
+        if "zero" in s.lower() and size.search(s) and step not in s
+    ]
+    assert not wrong, f"zero fill is {step} at a time:\n" + "\n".join(wrong)
+
+
+def _quoted_forms(value: object) -> set[str]:
+    mib = 1024 * 1024
+    if isinstance(value, bool):
+        return {str(value)}
+    if isinstance(value, int):
+        return {f"{value // mib} MiB"} if value >= mib and value % mib == 0 else {str(value), f"{value:,}"}
+    if isinstance(value, float):
+        forms = {repr(value), f"{value:g}"}
+        forms.add(f"{value * 1000:g} ms" if value < 1 else f"{value:g} s")
+        return forms
+    return {repr(value), f'"{value}"'}
+
+
+def test_option_defaults_quoted_are_the_codes() -> None:
+    """Wherever a page gives an option's default as "`name` (value" or "| `name` | value",
+    the value is the default of ``asyncwal.Options``."""
+    import dataclasses
+
+    defaults = {
+        f.name: f.default
+        for f in dataclasses.fields(asyncwal.Options)
+        if isinstance(f.default, (int, float))  # numbers and booleans; names are checked by api.md
+    }
+    checked = 0
+    wrong = []
+    for page in PAGES:
+        text = page.read_text(encoding="utf-8")
+        for name, value in defaults.items():
+            forms = _quoted_forms(value)
+            for m in re.finditer(rf"`{name}`\s*(?:\(|\|\s*)([^),|]+)", text):
+                quoted = m.group(1).strip().strip("`")
+                if not re.match(r'^[\d"TF]', quoted):
+                    continue  # not a value ("at least 4096", a description)
+                checked += 1
+                if not any(quoted == f or quoted.startswith(f + " ") for f in forms):
+                    wrong.append(f"{page.name}: `{name}` quoted as {quoted!r}, default {value!r}")
+    assert not wrong, "\n".join(wrong)
+    assert checked >= 10
