@@ -11,10 +11,14 @@ See docs/durability.md for exactly what each mode promises.
 """
 
 from ._errors import CorruptLogError as CorruptLogError
+from ._errors import DivergedError as DivergedError
 from ._errors import LogClosedError as LogClosedError
 from ._errors import LogFailedError as LogFailedError
 from ._errors import LogLockedError as LogLockedError
 from ._errors import RecordTooLargeError as RecordTooLargeError
+from ._errors import ReplicationError as ReplicationError
+from ._errors import ReplicationTimeoutError as ReplicationTimeoutError
+from ._errors import StreamMismatchError as StreamMismatchError
 from ._errors import TruncatedError as TruncatedError
 from ._errors import WALError as WALError
 from ._errors import WrongEventLoopError as WrongEventLoopError
@@ -42,6 +46,7 @@ __all__ = (
     "AsyncReader",
     "Checkpoint",
     "CorruptLogError",
+    "DivergedError",
     "Durability",
     "FileKind",
     "FileOps",
@@ -56,7 +61,10 @@ __all__ = (
     "Record",
     "RecordTooLargeError",
     "RecoveryReport",
+    "ReplicationError",
+    "ReplicationTimeoutError",
     "Stats",
+    "StreamMismatchError",
     "TruncatedError",
     "WALError",
     "WrongEventLoopError",

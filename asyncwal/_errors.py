@@ -11,7 +11,14 @@
     ├── RecordTooLargeError   also a ValueError: a record or batch over its size limit
     ├── WrongEventLoopError   also a RuntimeError: the log was used from another event loop
     ├── WrongProcessError     also a RuntimeError: the log was used in a child after fork()
-    └── TruncatedError        a reader's position was removed by truncate_before()
+    ├── TruncatedError        a reader's position was removed by truncate_before()
+    └── ReplicationError      shipping the log to its stream failed or cannot start
+        ├── ReplicationTimeoutError  also a TimeoutError: a REPLICATED wait ran out of time;
+        │                            the record stays committed locally (outcome ambiguous)
+        ├── StreamMismatchError      the stream belongs to another log, or holds a message
+        │                            that asyncwal did not write (or that is damaged)
+        └── DivergedError            the local log and its stream disagree: the log is behind
+                                     the stream (restore it) or holds other records
 
 Once a log is open, every storage error that leaves its methods is one of these: an
 ``OSError`` from the file system is never raised bare from an append, a sync or a close, it
@@ -27,7 +34,11 @@ __all__ = (
     "LogClosedError",
     "LogFailedError",
     "LogLockedError",
+    "DivergedError",
     "RecordTooLargeError",
+    "ReplicationError",
+    "ReplicationTimeoutError",
+    "StreamMismatchError",
     "TruncatedError",
     "WALError",
     "WrongEventLoopError",
@@ -87,3 +98,45 @@ class WrongProcessError(WALError, RuntimeError):
     The child never touches the parent's files, lock or I/O thread: open the log (or, for
     several worker processes, a sharded log) in the child instead.
     """
+
+
+class ReplicationError(WALError):
+    """Shipping the log to its replication stream failed, or cannot start."""
+
+
+class ReplicationTimeoutError(ReplicationError, TimeoutError):
+    """A wait at ``Durability.REPLICATED`` ran out of time.
+
+    The record is committed locally (it is on ``DISK``) and stays in the log; whether the
+    stream has it is *unknown*: it may be stored there already, or be shipped later when the
+    stream is reachable again. Nothing is ever reported replicated without the stream's
+    acknowledgement, and the log never downgrades a ``REPLICATED`` wait to a lower level.
+
+    :ivar seq: the record that was waited for
+    """
+
+    def __init__(self, message: str, *, seq: int) -> None:
+        super().__init__(message)
+        self.seq = seq
+
+
+class StreamMismatchError(ReplicationError):
+    """The stream is not this log's: it belongs to another log id, or holds a message that
+    asyncwal did not write or that fails its checks. Nothing local is changed."""
+
+
+class DivergedError(ReplicationError):
+    """The local log and its stream disagree.
+
+    Either the log is *behind* the stream (it lost records the stream has: a ``batch`` or
+    ``none`` tail in a power cut, or a lost disk; run ``asyncwal restore``), or a record the
+    stream holds differs from the local record with the same seq.
+
+    :ivar local_seq: the local log's last seq
+    :ivar stream_seq: the last seq the stream holds
+    """
+
+    def __init__(self, message: str, *, local_seq: int, stream_seq: int) -> None:
+        super().__init__(message)
+        self.local_seq = local_seq
+        self.stream_seq = stream_seq
