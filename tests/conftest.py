@@ -15,6 +15,8 @@ from blockbuster import BlockBuster, BlockBusterFunction
 from asyncwal._fileops import FileOps, OsFileOps
 from asyncwal.testing import FaultyFileOps, MemoryFileOps
 
+from .nats_cluster import NatsCluster
+
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 #: A FileOps and an existing, empty directory in it (the ``fs`` fixture).
 FsRoot = tuple[FileOps, str]
@@ -113,3 +115,28 @@ def fs(request: pytest.FixtureRequest, tmp_path: Path) -> FsRoot:
     ops: FileOps = MemoryFileOps() if request.param == "memory" else OsFileOps()
     ops.makedirs(root)
     return ops, root
+
+
+# -- a real NATS JetStream cluster (replication tests; see tests/nats_cluster.py) ---------
+
+
+@pytest.fixture(scope="session")
+def nats_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NatsCluster]:
+    """Three nats-server processes on 127.0.0.1, sync_interval: always, for the whole session."""
+    cluster = NatsCluster(tmp_path_factory.mktemp("nats"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster(nats_cluster: NatsCluster) -> Iterator[NatsCluster]:
+    """The session's cluster, healthy before the test and made whole again after it (a test
+    may kill nodes)."""
+    nats_cluster.restart_all_down()
+    nats_cluster.wait_healthy()
+    yield nats_cluster
+    nats_cluster.restart_all_down()
+    nats_cluster.wait_healthy()

@@ -1,0 +1,531 @@
+"""The shipper: publishes a log's ``DISK``-durable records to its stream, in order, exactly once.
+
+Why it is exactly once, across restarts of the process, of the shipper, and failovers of the
+stream's leader, even outside JetStream's duplicate window:
+
+1. **The position comes from the stream.** On every (re)start the shipper reads the stream's
+   last message (from the leader) and resumes after the last log seq it holds. There is no
+   local position file that could disagree with the stream.
+2. **The server checks the order, by content.** Every message carries the ordering headers
+   of _wire: the stream sequence it must follow, and (packed layout) the subject that the
+   message it follows must have, which encodes that message's last seq. The leader refuses
+   it otherwise (API error 10071), so a message is stored only right behind the message
+   holding the records just before its own: never twice, never out of order, never after a
+   gap, and never behind a stale message from an earlier run that took its place. In the
+   record layout the stream sequence is the record's seq, so the first check is on content.
+3. **Refusals and silence are settled, never guessed.** On any error or missed deadline the
+   shipper stops publishing, waits until every message in flight is answered or past its
+   deadline, drops them, reads the position again and resumes from there. A message that
+   was stored although its acknowledgement was lost is found by that read.
+
+The packed layout keeps one message in flight: the subject check reads the stored stream,
+so a message can only follow one that is already stored (measured on the project machine,
+more in flight did not raise throughput: the cluster's commit rate is the limit, and the
+next message grows while one is in flight). The record layout pipelines up to
+``max_in_flight`` messages, since its check counts messages still being replicated.
+(``Nats-Expected-Last-Msg-Id`` would check content with a pipeline, but a refusal of it when
+the message is applied wedges the stream on nats-server 2.15: "critical write error".)
+
+The ``REPLICATED`` mark is advanced only by an acknowledgement of a stored message (or by the
+position read from the stream), and only up to the last seq that message holds.
+
+Only records at or below the log's ``durable_seq`` are ever read (see _source), so nothing a
+local crash could take back is shipped. At start the shipper compares the stream with the
+log: a stream holding seqs the log does not have (the log is *behind*) or a different record
+under the same seq is a :class:`~asyncwal.DivergedError`, and nothing is shipped; a log
+*ahead* of its stream just resumes.
+
+Everything here runs on the event-loop thread; the NATS client is only awaited through
+_jetstream, whose calls all have deadlines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from .._errors import (
+    DivergedError,
+    LogClosedError,
+    LogFailedError,
+    ReplicationError,
+    StreamMismatchError,
+    TruncatedError,
+    WrongProcessError,
+)
+from . import _wire
+from ._jetstream import ERR_WRONG_LAST_SEQUENCE, Ack, LinkError, Position, StreamLink
+from ._source import FollowSource, RecordSource
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from .._log import Log
+    from .._reader import Record
+    from ._level import LevelHandle
+    from ._options import NatsReplication
+
+__all__ = ("ReplicationStatus", "Shipper")
+
+logger = logging.getLogger("asyncwal.replication")
+
+_RETRY_FIRST = 0.05
+_RETRY_MAX = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class ReplicationStatus:
+    """A snapshot of a shipper's state, from :meth:`Replicator.status`."""
+
+    log_id: str
+    stream: str
+    subject: str
+    layout: str
+    connected: bool  #: the NATS connection is up
+    running: bool  #: the shipper runs (False once stopped, or after a fatal error)
+    shipped_seq: int  #: every seq up to this one is acknowledged by the stream
+    durable_seq: int  #: the log's durable seq (what may be shipped)
+    lag: int  #: records durable locally and not yet acknowledged by the stream
+    in_flight: int  #: messages published and not yet answered
+    messages: int  #: messages acknowledged since start
+    records: int  #: records acknowledged since start
+    bytes: int  #: message bodies acknowledged since start
+    resyncs: int  #: times the position was read from the stream
+    problem: str | None  #: the last error, while it lasts (None once shipping works again)
+    fatal: str | None  #: why the shipper stopped for good, if it did
+
+
+class _Refused(ReplicationError):
+    """The stream refused a message, or stored it somewhere unexpected."""
+
+
+class _InFlight:
+    __slots__ = ("ack", "deadline", "first", "last", "msg_id", "nbytes", "stream_seq")
+
+    def __init__(
+        self, first: int, last: int, msg_id: str, stream_seq: int, deadline: float, nbytes: int
+    ) -> None:
+        self.first = first
+        self.last = last
+        self.msg_id = msg_id
+        self.stream_seq = stream_seq  # the stream sequence it must get
+        self.deadline = deadline
+        self.nbytes = nbytes
+        self.ack: Ack | None = None
+
+
+class Shipper:
+    """Ships one log to its stream until stopped. Create it, :meth:`start`, :meth:`stop`.
+
+    :param level: the ``REPLICATED`` handle to advance
+    :param source: makes the record source (tests and a future engine source may swap it)
+    """
+
+    def __init__(
+        self,
+        log: Log,
+        options: NatsReplication,
+        log_id: str,
+        level: LevelHandle,
+        source: Callable[[Log, int, Callable[[], None]], RecordSource] = FollowSource,
+    ) -> None:
+        self._log = log
+        self._options = options
+        self.log_id = log_id
+        self._level = level
+        self._make_source = source
+        self._loop = asyncio.get_running_loop()
+        self._link = StreamLink(options, log_id, on_ack=self._on_ack)
+        self._packed = options.layout == "packed"
+        self._in_flight_max = options.in_flight
+
+        self._pending: deque[_InFlight] = deque()
+        self._by_token: dict[int, _InFlight] = {}
+        self._token = 0
+        self._chain_seq = 0  # stream sequence of the last message of our chain
+        self._empty = True  # the stream holds no message of the log (as of _chain_seq)
+        self._shipped = 0
+        self._broken: BaseException | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._stop_target = 0
+        self._problem: str | None = None
+        self._fatal: BaseException | None = None
+        self._on_fatal: list[Callable[[BaseException], None]] = []
+        self._first_resync: asyncio.Future[None] = self._loop.create_future()
+
+        self._n_messages = 0
+        self._n_records = 0
+        self._n_bytes = 0
+        self._n_resyncs = 0
+
+    # -- control ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._task = self._loop.create_task(self._main(), name=f"asyncwal shipper {self.log_id}")
+
+    async def started(self, within: float) -> None:
+        """Wait until the first resync is done, at most ``within`` seconds.
+
+        :raises StreamMismatchError, DivergedError: the stream is not this log's, or disagrees
+            with it (the shipper has stopped)
+        :raises LinkError: the cluster did not answer in time (the shipper keeps trying)
+        """
+        try:
+            await asyncio.wait_for(asyncio.shield(self._first_resync), within)
+        except TimeoutError:
+            raise LinkError(f"the stream did not answer within {within} s ({self.explain()})") from None
+
+    def on_fatal(self, callback: Callable[[BaseException], None]) -> None:
+        self._on_fatal.append(callback)
+
+    async def stop(self) -> None:
+        """Ship what is durable now (at most ``drain_timeout`` seconds), then stop."""
+        task = self._task
+        if task is None:
+            return
+        if not self._stopping:
+            self._stopping = True
+            self._stop_target = self._log.durable_seq
+            self._wake()
+        try:
+            await asyncio.wait_for(asyncio.shield(task), self._options.drain_timeout)
+        except TimeoutError:
+            task.cancel()
+        except BaseException:
+            pass
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        finally:
+            self._cancel_timer()
+            await self._link.close()
+
+    def explain(self) -> str:
+        """Why shipping is not keeping up, in a few words (for error messages)."""
+        if self._fatal is not None:
+            return f"replication stopped: {self._fatal}"
+        if self._problem is not None:
+            return f"last problem: {self._problem}"
+        return f"shipped up to seq {self._shipped}"
+
+    def status(self) -> ReplicationStatus:
+        durable = self._log.durable_seq
+        return ReplicationStatus(
+            log_id=self.log_id,
+            stream=self._link.stream,
+            subject=self._link.subject,
+            layout=self._options.layout,
+            connected=self._link.connected,
+            running=self._task is not None and not self._task.done(),
+            shipped_seq=self._shipped,
+            durable_seq=durable,
+            lag=max(0, durable - self._shipped),
+            in_flight=len(self._pending),
+            messages=self._n_messages,
+            records=self._n_records,
+            bytes=self._n_bytes,
+            resyncs=self._n_resyncs,
+            problem=self._problem,
+            fatal=None if self._fatal is None else str(self._fatal),
+        )
+
+    # -- the main loop ----------------------------------------------------------------
+
+    async def _main(self) -> None:
+        delay = _RETRY_FIRST
+        while True:
+            try:
+                if not self._link.connected:
+                    await self._link.close()
+                    await self._link.connect()
+                await self._resync()
+                delay = _RETRY_FIRST
+                if await self._pump():
+                    return
+            except (StreamMismatchError, DivergedError) as exc:
+                self._die(exc)
+                return
+            except _Stop:
+                return
+            except (LinkError, _Refused) as exc:
+                self._set_problem(exc)
+            except TruncatedError as exc:
+                self._die(
+                    ReplicationError(
+                        f"records the stream does not have yet were removed locally ({exc}); "
+                        "give the log a new stream"
+                    )
+                )
+                return
+            except (LogClosedError, LogFailedError, WrongProcessError):
+                return  # the log is gone: nothing more can be shipped
+            finally:
+                if not self._first_resync.done() and self._fatal is not None:
+                    self._first_resync.set_exception(self._fatal)
+                    self._first_resync.exception()
+            await self._settle()
+            if self._stopping:
+                return
+            await self._sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, _RETRY_MAX)
+
+    def _die(self, exc: BaseException) -> None:
+        self._fatal = exc
+        self._problem = str(exc)
+        logger.error("asyncwal replication of log %s stopped: %s", self.log_id, exc)
+        for cb in self._on_fatal:
+            cb(exc)
+
+    def _set_problem(self, exc: BaseException) -> None:
+        text = str(exc)
+        if text != self._problem:
+            logger.warning("asyncwal replication of log %s: %s (retrying)", self.log_id, text)
+        self._problem = text
+
+    async def _resync(self) -> None:
+        """Read the stream's position, check it against the log, set where to resume."""
+        log = self._log
+        self._n_resyncs += 1
+        pos = await self._link.position(create_at=log.first_seq)
+        await self._check_divergence(pos)
+        self._chain_seq = pos.stream_last
+        self._empty = not pos.log_last
+        if pos.log_last:
+            self._shipped = pos.log_last
+            self._advance(pos.log_last)
+        else:
+            self._shipped = log.first_seq - 1
+        if not self._first_resync.done():
+            self._first_resync.set_result(None)
+
+    async def _check_divergence(self, pos: Position) -> None:
+        log = self._log
+        if not pos.log_last:
+            return
+        local_last = log.last_seq
+        if pos.log_last > local_last:
+            raise DivergedError(
+                f"the log is behind its stream {self._link.stream}: the stream holds seqs up to "
+                f"{pos.log_last}, the log ends at {local_last}; restore it (asyncwal restore) before "
+                "shipping again",
+                local_seq=local_last,
+                stream_seq=pos.log_last,
+            )
+        msg = await self._link.get(pos.stream_last)
+        if msg is None:
+            raise LinkError(f"stream message {pos.stream_last} vanished while being read")
+        where = f"stream {self._link.stream} seq {pos.stream_last}"
+        _, first, payloads = _wire.decode(self.log_id, msg.headers, msg.data or b"", where)
+        start = max(first, log.first_seq)
+        if start > pos.log_last:
+            return  # removed locally by truncate_before after it was shipped: nothing to compare
+        local: list[bytes] = []
+        async for rec in log.replay(start):
+            if rec.seq > pos.log_last:
+                break
+            local.append(rec.data)
+        theirs = payloads[start - first :]
+        if local != theirs:
+            raise DivergedError(
+                f"the log and its stream {self._link.stream} hold different records in seqs "
+                f"{start}..{pos.log_last}: the log was rewritten after those records were shipped",
+                local_seq=local_last,
+                stream_seq=pos.log_last,
+            )
+
+    def _advance(self, seq: int) -> None:
+        target = min(seq, self._log.durable_seq)
+        if target > self._level.seq:
+            self._level.advance(target)
+
+    async def _pump(self) -> bool:
+        """Publish records as they become durable, until an error (raised) or a stop.
+
+        :return: True when done for good (stopped and drained, or the log closed)
+        """
+        log = self._log
+        source = self._make_source(log, self._shipped + 1, self._wake)
+        carry: list[Record] = []
+        try:
+            while True:
+                if self._broken is not None:
+                    exc, self._broken = self._broken, None
+                    raise exc
+                took = source.take()
+                if took:
+                    carry = took if not carry else carry + took
+                while carry and len(self._pending) < self._in_flight_max:
+                    carry = await self._send_some(carry)
+                if not self._pending and not carry:
+                    if self._stopping and self._shipped >= self._stop_target:
+                        return True
+                    if source.finished:
+                        return True
+                await self._wait()
+        finally:
+            await source.close()
+
+    async def _send_some(self, records: list[Record]) -> list[Record]:
+        """Publish the next message from ``records``; return the records left over."""
+        limit = min(self._options.max_message_bytes, self._link.max_payload - _wire.HEADER_OVERHEAD)
+        if self._packed:
+            size = 4
+            n = 0
+            for rec in records:
+                size += 4 + len(rec.data)
+                if (size > limit and n) or n == _wire.MAX_RECORDS:
+                    break
+                n += 1
+        else:
+            n = 1
+        batch, rest = records[:n], records[n:]
+        first = batch[0].seq
+        if first != self._shipped + 1 + sum(p.last - p.first + 1 for p in self._pending):
+            raise AssertionError("the source skipped or repeated a record")
+        msg = _wire.encode(self.log_id, first, [r.data for r in batch], self._options.layout)
+        if len(msg.body) > self._link.max_payload - _wire.HEADER_OVERHEAD:
+            self._die(
+                ReplicationError(
+                    f"record {first} ({len(msg.body)} bytes) is larger than the NATS server's "
+                    f"max_payload ({self._link.max_payload}): it cannot be replicated"
+                )
+            )
+            raise _Stop
+        self._token += 1
+        token = self._token
+        flight = _InFlight(
+            msg.first,
+            msg.last,
+            msg.msg_id,
+            self._chain_seq + 1,
+            self._loop.time() + self._options.request_timeout,
+            len(msg.body),
+        )
+        self._pending.append(flight)
+        self._by_token[token] = flight
+        after, empty = self._chain_seq, self._empty
+        self._chain_seq += 1
+        self._empty = False
+        if self._timer is None:
+            self._timer = self._loop.call_at(self._pending[0].deadline, self._on_deadline)
+        await self._link.publish(token, msg, after, empty)
+        return rest
+
+    # -- acknowledgements -------------------------------------------------------------
+
+    def _on_ack(self, token: int, ack: Ack) -> None:
+        flight = self._by_token.pop(token, None)
+        if flight is None:
+            return  # answer to a message dropped by a settle: the next resync reads the truth
+        flight.ack = ack
+        pending = self._pending
+        progressed = False
+        while pending and pending[0].ack is not None:
+            head = pending[0]
+            a = head.ack
+            assert a is not None
+            if a.error is not None:
+                if self._broken is None:
+                    self._broken = _Refused(self._describe_refusal(head, a))
+                break
+            if a.seq != head.stream_seq or (a.stream and a.stream != self._link.stream):
+                if self._broken is None:
+                    self._broken = _Refused(
+                        f"message {head.msg_id} was stored at {a.stream} seq {a.seq}, expected "
+                        f"{self._link.stream} seq {head.stream_seq}"
+                    )
+                break
+            pending.popleft()
+            self._shipped = head.last
+            self._n_messages += 1
+            self._n_records += head.last - head.first + 1
+            self._n_bytes += head.nbytes
+            progressed = True
+        if progressed:
+            self._problem = None
+            self._advance(self._shipped)
+            self._rearm()
+        self._wake()
+
+    def _describe_refusal(self, head: _InFlight, ack: Ack) -> str:
+        if ack.err_code == ERR_WRONG_LAST_SEQUENCE:
+            return f"message {head.msg_id} does not follow the stream's last message ({ack.error})"
+        return f"the stream refused message {head.msg_id}: {ack.error}"
+
+    def _on_deadline(self) -> None:
+        self._timer = None
+        pending = self._pending
+        if not pending:
+            return
+        head = pending[0]
+        if head.ack is None and self._loop.time() >= head.deadline:
+            if self._broken is None:
+                self._broken = LinkError(
+                    f"no acknowledgement for message {head.msg_id} within {self._options.request_timeout} s"
+                )
+            self._wake()
+            return
+        self._rearm()
+
+    def _rearm(self) -> None:
+        self._cancel_timer()
+        if self._pending:
+            self._timer = self._loop.call_at(self._pending[0].deadline, self._on_deadline)
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    async def _settle(self) -> None:
+        """Wait until every message in flight is answered or past its deadline; drop them."""
+        if self._pending:
+            end = max(p.deadline for p in self._pending)
+            while any(p.ack is None for p in self._pending):
+                left = end - self._loop.time()
+                if left <= 0:
+                    break
+                await self._wait(left)
+        self._pending.clear()
+        self._by_token.clear()
+        self._broken = None
+        self._cancel_timer()
+
+    # -- waking -----------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        w = self._wakeup
+        if w is not None:
+            self._wakeup = None
+            if not w.done():
+                w.set_result(None)
+
+    async def _wait(self, seconds: float | None = None) -> None:
+        self._wakeup = fut = self._loop.create_future()
+        if seconds is None:
+            await fut
+            return
+        handle = self._loop.call_later(seconds, self._wake)
+        try:
+            await fut
+        finally:
+            handle.cancel()
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep before a retry; a stop cuts it short."""
+        end = self._loop.time() + seconds
+        while not self._stopping and self._loop.time() < end:
+            await self._wait(end - self._loop.time())
+
+
+class _Stop(Exception):
+    """Internal: leave the pump after _die()."""

@@ -1,0 +1,87 @@
+"""Helpers of the replication tests: read a stream back record by record, read a log, and a
+writer child process for the SIGKILL tests (``python -m tests.replication_support ...``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+
+import asyncwal
+from asyncwal.replication import NatsReplication, Replicator
+from asyncwal.replication._jetstream import StreamLink
+from asyncwal.replication._wire import decode
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Sequence
+
+
+async def stream_records(
+    urls: Sequence[str], log_id: str, stream: str | None = None
+) -> list[tuple[int, bytes]]:
+    """Every record the log's stream holds, as ``(seq, payload)``, in stream order.
+
+    Each message is checked by the codec (log id, checksum, packed body); the caller checks
+    the seqs (a gap or a duplicate shows as a seq out of place).
+    """
+    link = StreamLink(NatsReplication(servers=tuple(urls), stream=stream, request_timeout=5.0), log_id)
+    await link.connect()
+    try:
+        info = await link.stream_info()
+        assert info is not None, f"no stream {link.stream}"
+        out: list[tuple[int, bytes]] = []
+        if info.state.messages == 0:
+            return out
+        async for sseq, headers, body in link.read(int(info.state.first_seq), int(info.state.last_seq)):
+            _, first, payloads = decode(log_id, headers, body, f"seq {sseq}")
+            out += [(first + i, p) for i, p in enumerate(payloads)]
+        return out
+    finally:
+        await link.close()
+
+
+async def log_records(path: str | os.PathLike[str]) -> list[tuple[int, bytes]]:
+    """Every record of the (closed) log in ``path``, as ``(seq, payload)``."""
+    async with asyncwal.open(path) as log:
+        return [(r.seq, r.data) for r in [rec async for rec in log.replay()]]
+
+
+def require_campaign(request: pytest.FixtureRequest) -> None:
+    """Skip a long campaign unless the run asked for it (``-m campaign``)."""
+    markexpr = str(request.config.getoption("markexpr") or "")
+    if "campaign" not in markexpr or "not campaign" in markexpr:
+        pytest.skip("a long campaign: run with -m campaign")
+
+
+def payload(i: int) -> bytes:
+    """A record whose bytes tell which one it is (sizes vary, some are empty)."""
+    body = f"record {i} ".encode()
+    return body * (i % 7) + bytes([i % 251])
+
+
+async def _child(path: str, urls: list[str], layout: str, workers: int) -> None:
+    """Append at DISK from ``workers`` tasks, wait at REPLICATED, print each acked seq."""
+    opts = NatsReplication(servers=tuple(urls), layout=layout, timeout=30.0)  # type: ignore[arg-type]
+    async with asyncwal.open(path) as log, Replicator(log, opts) as rep:
+        out = sys.stdout
+        n = 0
+
+        async def worker() -> None:
+            nonlocal n
+            while True:
+                n += 1
+                seq = await log.append(payload(n))
+                await rep.wait_replicated(seq)
+                out.write(f"{seq}\n")
+                out.flush()
+
+        print(json.dumps({"log_id": rep.log_id}), flush=True)
+        await asyncio.gather(*(worker() for _ in range(workers)))
+
+
+if __name__ == "__main__":
+    asyncio.run(_child(sys.argv[1], sys.argv[2].split(","), sys.argv[3], int(sys.argv[4])))

@@ -1,0 +1,305 @@
+"""Replication to a real three-node NATS JetStream cluster (tests/nats_cluster.py).
+
+Each test uses its own log (so its own log id and stream) on the session's cluster. Every
+check compares the stream, read back message by message, with the local log, seq for seq
+and byte for byte.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+from typing import TYPE_CHECKING
+
+import nats.js.errors
+import pytest
+
+import asyncwal
+from asyncwal import DivergedError, ReplicationError, ReplicationTimeoutError, StreamMismatchError
+from asyncwal.replication import NatsReplication, Replicator, restore
+from asyncwal.replication._jetstream import StreamLink
+from asyncwal.replication._wire import encode, order_headers, subject_of
+
+from .replication_support import log_records, payload, stream_records
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from asyncwal.replication._wire import Layout
+
+    from .nats_cluster import NatsCluster
+
+LAYOUTS = ("packed", "record")
+
+
+def settings(cluster: NatsCluster, **kw: object) -> NatsReplication:
+    return NatsReplication(servers=tuple(cluster.urls), **kw)  # type: ignore[arg-type]
+
+
+async def until(predicate: Callable[[], bool], what: str, within: float = 30.0) -> None:
+    """Wait for a condition that a background task makes true (the shipper catching up)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + within
+    while not predicate():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+async def test_records_reach_the_stream_byte_for_byte(
+    cluster: NatsCluster, tmp_path: Path, layout: str
+) -> None:
+    async with (
+        asyncwal.open(tmp_path / "wal") as log,
+        Replicator(log, settings(cluster, layout=layout)) as rep,
+    ):
+        seqs = await asyncio.gather(*(log.append(payload(i)) for i in range(1, 201)))
+        seqs += await log.append_batch([payload(i) for i in range(201, 221)])
+        seqs.append(await log.append(b""))
+        await rep.wait_replicated(max(seqs))
+        assert rep.replicated_seq == log.last_seq == 221
+        status = rep.status()
+        assert status.shipped_seq == 221 and status.lag == 0 and status.problem is None
+        log_id = rep.log_id
+    assert await stream_records(cluster.urls, log_id) == await log_records(tmp_path / "wal")
+
+
+async def test_only_durable_records_are_shipped(cluster: NatsCluster, tmp_path: Path) -> None:
+    """In none mode records wait in memory; the shipper must not publish them before DISK."""
+    async with (
+        asyncwal.open(tmp_path / "wal", sync_mode="none") as log,
+        Replicator(log, settings(cluster)) as rep,
+    ):
+        for i in range(1, 51):
+            await log.append(payload(i))
+        assert log.durable_seq < 50
+        wait = asyncio.ensure_future(rep.wait_replicated(50))
+        await asyncio.sleep(0.3)  # give a wrong shipper time to publish what is not durable
+        assert not wait.done()
+        assert rep.replicated_seq <= log.durable_seq
+        await log.sync()
+        await wait
+        assert rep.replicated_seq == 50
+
+
+async def test_a_restarted_shipper_resumes_from_the_stream(cluster: NatsCluster, tmp_path: Path) -> None:
+    path = tmp_path / "wal"
+    for round_ in range(3):
+        async with asyncwal.open(path) as log:
+            for i in range(20):
+                await log.append(payload(round_ * 100 + i))  # shipped later, by the next replicator
+            async with Replicator(log, settings(cluster)) as rep:
+                more = [await log.append(payload(i)) for i in range(10)]
+                await rep.wait_replicated(more[-1])
+                log_id = rep.log_id
+    assert await stream_records(cluster.urls, log_id) == await log_records(path)
+
+
+@pytest.mark.parametrize("layout", LAYOUTS)
+async def test_a_stale_message_cannot_land_behind_another(
+    cluster: NatsCluster, tmp_path: Path, layout: Layout
+) -> None:
+    """A message from an earlier run (built to follow a message that never landed) arrives
+    after the shipper stored other records there: the server must refuse it (or, in the
+    record layout inside the duplicate window, answer that seq 2 is already there), or the
+    stream would hold seq 2 twice. Built with the shipper's own ordering headers."""
+    path = tmp_path / "wal"
+    opts = settings(cluster, layout=layout)
+    async with asyncwal.open(path) as log, Replicator(log, opts) as rep:
+        await rep.wait_replicated(max(await log.append_batch([b"one", b"two", b"three"])))
+        # The stale run shipped [1] (lost) and then [2] expecting to follow it.
+        stale = encode(rep.log_id, 2, [b"stale two"], layout)
+        link = StreamLink(opts, rep.log_id)
+        await link.connect()
+        try:
+            after = 1  # the stream sequence [1] got in the stale run
+            headers = stale.headers | order_headers(link.subject, layout, 2, after, False)
+            outcome: tuple[object, ...]
+            try:
+                ack = await link._js.publish(subject_of(link.subject, layout, 2), stale.body, headers=headers)
+                outcome = ("stored", ack.seq, ack.duplicate)
+            except nats.js.errors.BadRequestError as exc:
+                outcome = ("refused", exc.err_code)
+            allowed = [("refused", 10071)] + ([("stored", 2, True)] if layout == "record" else [])
+            assert outcome in allowed
+        finally:
+            await link.close()
+        await rep.wait_replicated(await log.append(b"four"))
+    records = await stream_records(cluster.urls, rep.log_id)
+    assert records == await log_records(path) == [(1, b"one"), (2, b"two"), (3, b"three"), (4, b"four")]
+
+
+async def test_two_of_three_down_replicated_times_out_disk_goes_on(
+    cluster: NatsCluster, tmp_path: Path
+) -> None:
+    path = tmp_path / "wal"
+    async with asyncwal.open(path) as log, Replicator(log, settings(cluster, timeout=1.0)) as rep:
+        first = await log.append(b"before")
+        await rep.wait_replicated(first)
+        leader = cluster.stream_leader(rep.stream)
+        assert leader is not None
+        others = [n for n in cluster.nodes if n is not leader]
+        cluster.kill(leader)
+        cluster.kill(others[0])
+        seqs = [await log.append(payload(i)) for i in range(20)]  # DISK appends go on
+        assert log.durable_seq == seqs[-1]
+        loop = asyncio.get_running_loop()
+        t0 = loop.time()
+        with pytest.raises(ReplicationTimeoutError) as info:
+            await rep.wait_replicated(seqs[-1])
+        assert info.value.seq == seqs[-1]
+        assert loop.time() - t0 < 5.0  # the configured 1 s, with room for a loaded machine
+        assert rep.replicated_seq < seqs[-1]
+        cluster.restart_all_down()
+        await cluster.wait_healthy_async()
+        await until(lambda: rep.replicated_seq == seqs[-1], "shipping to catch up", within=60.0)
+        log_id = rep.log_id
+    assert await stream_records(cluster.urls, log_id) == await log_records(path)
+
+
+@pytest.mark.parametrize("victim", ["leader", "follower"])
+async def test_killing_a_server_loses_no_replicated_record(
+    cluster: NatsCluster, tmp_path: Path, victim: str
+) -> None:
+    path = tmp_path / "wal"
+    acked: list[int] = []
+    async with asyncwal.open(path) as log, Replicator(log, settings(cluster, timeout=30.0)) as rep:
+        stop = asyncio.Event()
+
+        async def writer(k: int) -> None:
+            i = 0
+            while not stop.is_set():
+                i += 1
+                seq = await log.append(payload(k * 100000 + i))
+                await rep.wait_replicated(seq)
+                acked.append(seq)
+
+        tasks = [asyncio.ensure_future(writer(k)) for k in range(8)]
+        await until(lambda: len(acked) >= 100, "some replicated records")
+        leader = cluster.stream_leader(rep.stream)
+        assert leader is not None
+        node = leader if victim == "leader" else next(n for n in cluster.nodes if n is not leader)
+        cluster.kill(node)
+        mark = len(acked)
+        await until(lambda: len(acked) >= mark + 100, "publishing to resume on its own", within=60.0)
+        stop.set()
+        await asyncio.gather(*tasks)
+        log_id = rep.log_id
+    in_stream = dict(await stream_records(cluster.urls, log_id))
+    local = dict(await log_records(path))
+    assert all(in_stream[s] == local[s] for s in acked)
+    assert sorted(in_stream) == list(range(1, len(in_stream) + 1))
+
+
+async def test_restore_brings_back_every_replicated_record(cluster: NatsCluster, tmp_path: Path) -> None:
+    path = tmp_path / "wal"
+    async with asyncwal.open(path) as log, Replicator(log, settings(cluster)) as rep:
+        seqs = await asyncio.gather(*(log.append(payload(i)) for i in range(1, 301)))
+        await rep.wait_replicated(max(seqs))
+        log_id = rep.log_id
+    before = await log_records(path)
+    shutil.rmtree(path)
+    report = await restore(path, settings(cluster), log_id=log_id)
+    assert (report.local_before, report.last_seq, report.records) == (0, 300, 300)
+    assert await log_records(path) == before
+    # A second restore has nothing to add, and a log with a lost tail is extended.
+    assert (await restore(path, settings(cluster), log_id=log_id)).records == 0
+
+
+async def test_a_log_behind_its_stream_is_reported_then_restored(
+    cluster: NatsCluster, tmp_path: Path
+) -> None:
+    path = tmp_path / "wal"
+    async with asyncwal.open(path) as log, Replicator(log, settings(cluster)) as rep:
+        for i in range(1, 41):
+            await log.append(payload(i))
+        await rep.wait_replicated(40)
+        log_id = rep.log_id
+    # Lose the whole log (the same identity comes back when the directory does): behind.
+    shutil.rmtree(path)
+    async with asyncwal.open(path) as log:
+        for i in range(1, 6):
+            await log.append(payload(i))
+        with pytest.raises(DivergedError, match="behind"):
+            await Replicator(log, settings(cluster)).start()
+    shutil.rmtree(path)
+    await restore(path, settings(cluster), log_id=log_id)
+    async with asyncwal.open(path) as log, Replicator(log, settings(cluster)) as rep:
+        seq = await log.append(b"after restore")
+        assert seq == 41
+        await rep.wait_replicated(seq)
+    assert await stream_records(cluster.urls, log_id) == await log_records(path)
+
+
+async def test_a_rewritten_log_is_reported(cluster: NatsCluster, tmp_path: Path) -> None:
+    path = tmp_path / "wal"
+    async with asyncwal.open(path) as log, Replicator(log, settings(cluster)) as rep:
+        for i in range(1, 11):
+            await log.append(payload(i))
+        await rep.wait_replicated(10)
+    shutil.rmtree(path)
+    async with asyncwal.open(path) as log:
+        for i in range(1, 16):
+            await log.append(b"other " + payload(i))
+        with pytest.raises(DivergedError, match="different records"):
+            await Replicator(log, settings(cluster)).start()
+
+
+async def test_a_stream_of_another_log_is_refused(cluster: NatsCluster, tmp_path: Path) -> None:
+    async with asyncwal.open(tmp_path / "a") as a, Replicator(a, settings(cluster)) as rep_a:
+        await rep_a.wait_replicated(await a.append(b"a's record"))
+        stream = rep_a.stream
+    async with asyncwal.open(tmp_path / "b") as b:
+        await b.append(b"b's record")
+        with pytest.raises(StreamMismatchError, match="belongs to log"):
+            await Replicator(b, settings(cluster, stream=stream)).start()
+    # Nothing of b reached a's stream.
+    assert await stream_records(cluster.urls, rep_a.log_id) == [(1, b"a's record")]
+
+
+async def test_an_unreachable_server_times_out_replicated_waits(tmp_path: Path) -> None:
+    opts = NatsReplication(servers="nats://127.0.0.1:1", timeout=0.5, request_timeout=0.3)
+    async with asyncwal.open(tmp_path / "wal") as log, Replicator(log, opts) as rep:
+        seq = await log.append(b"local only")  # DISK works without the cluster
+        with pytest.raises(ReplicationTimeoutError, match="cannot reach"):
+            await rep.wait_replicated(seq)
+        assert not rep.status().connected
+    with pytest.raises(ReplicationError, match="cannot reach"):
+        await restore(tmp_path / "restored", opts)
+
+
+async def test_a_malformed_message_stops_restore_and_damages_nothing(
+    cluster: NatsCluster, tmp_path: Path
+) -> None:
+    path = tmp_path / "wal"
+    async with asyncwal.open(path) as log, Replicator(log, settings(cluster)) as rep:
+        for i in range(1, 11):
+            await log.append(payload(i))
+        await rep.wait_replicated(10)
+        log_id, stream = rep.log_id, rep.stream
+    # Someone else publishes garbage on the log's subject (headers claim seq 11, body lies).
+    link = StreamLink(settings(cluster), log_id)
+    await link.connect()
+    good = encode(log_id, 11, [b"eleven"], "record")
+    await link._js.publish(link.subject, b"not eleven", headers=good.headers)
+    await link.close()
+    shutil.rmtree(path)
+    with pytest.raises(StreamMismatchError, match="checksum"):
+        await restore(path, settings(cluster), log_id=log_id)
+    # What was restored is the stream's valid prefix, and the log opens cleanly.
+    assert await log_records(path) == [(i, payload(i)) for i in range(1, 11)]
+    assert stream
+
+
+def test_options_are_checked() -> None:
+    with pytest.raises(ValueError, match="servers"):
+        NatsReplication(servers=[])
+    with pytest.raises(ValueError, match="stream name"):
+        NatsReplication(servers="nats://x:4222", stream="a.b")
+    with pytest.raises(ValueError, match="layout"):
+        NatsReplication(servers="nats://x:4222", layout="zip")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timeout"):
+        NatsReplication(servers="nats://x:4222", timeout=0)
+    assert NatsReplication(servers="nats://x:4222").servers == ("nats://x:4222",)
