@@ -15,7 +15,7 @@ import nats.js.errors
 import pytest
 
 import asyncwal
-from asyncwal import DivergedError, ReplicationError, ReplicationTimeoutError, StreamMismatchError
+from asyncwal import DivergedError, ReplicationError, ReplicationTimeoutError, StreamMismatchError, cli
 from asyncwal.replication import NatsReplication, Replicator, restore
 from asyncwal.replication._jetstream import StreamLink
 from asyncwal.replication._wire import encode, order_headers, subject_of
@@ -303,3 +303,24 @@ def test_options_are_checked() -> None:
     with pytest.raises(ValueError, match="timeout"):
         NatsReplication(servers="nats://x:4222", timeout=0)
     assert NatsReplication(servers="nats://x:4222").servers == ("nats://x:4222",)
+
+
+async def test_the_restore_command(
+    cluster: NatsCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "wal"
+    async with asyncwal.open(path) as log, Replicator(log, settings(cluster)) as rep:
+        await rep.wait_replicated(max(await log.append_batch([payload(i) for i in range(1, 31)])))
+        log_id = rep.log_id
+    before = await log_records(path)
+    shutil.rmtree(path)
+    argv = ["restore", str(path), "--log-id", log_id] + [f"--server={u}" for u in cluster.urls]
+    status = await asyncio.to_thread(cli.main, argv)
+    assert status == 0, capsys.readouterr().err
+    assert "30 records" in capsys.readouterr().out
+    assert await log_records(path) == before
+    status = await asyncio.to_thread(
+        cli.main, ["restore", str(tmp_path / "x"), "--server", "nats://127.0.0.1:1"]
+    )
+    assert status == 2
+    assert "cannot reach" in capsys.readouterr().err

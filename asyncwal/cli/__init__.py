@@ -6,9 +6,10 @@
     asyncwal dump DIR [--from SEQ] [--to SEQ] [--format text|json|raw]
     asyncwal verify DIR [--progress]        every checksum; what recovery would do
     asyncwal repair DIR [--mode tolerate_tail|point_in_time]
+    asyncwal restore DIR --server URL       rebuild or extend a log from its NATS stream
     asyncwal bench [DIR]                    the three sync modes measured on this disk
 
-One module per command (``info``, ``dump``, ``verify``, ``repair``, ``bench``), each with an
+One module per command (``info``, ``dump``, ``verify``, ``repair``, ``restore``, ``bench``), each with an
 ``add_parser(sub, common)`` that registers it and a ``run(args)`` that returns the exit
 status; ``_output`` and ``_notes`` hold what they share. A new command is a new module added
 to :data:`COMMANDS`.
@@ -35,7 +36,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from .. import __version__
-from . import bench, dump, info, repair, verify
+from . import bench, dump, info, repair, restore, verify
 from ._output import Usage, error, reading_options
 
 if TYPE_CHECKING:
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
 __all__ = ("COMMANDS", "main")
 
 #: The command modules, in the order ``--help`` lists them.
-COMMANDS = (info, dump, verify, repair, bench)
+COMMANDS = (info, dump, verify, repair, restore, bench)
 
 
 def _parser() -> argparse.ArgumentParser:
