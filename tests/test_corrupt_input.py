@@ -3,7 +3,7 @@
 Hypothesis flips bits, truncates, zeroes, overwrites, duplicates and moves byte ranges,
 appends garbage, plants length fields claiming up to 4 GiB, swaps files and copies segments
 under other names; then the log is opened in each recovery mode
-(``bench.crash_campaign.open_damaged``): it recovers, replaying a prefix of the original
+(``tests.campaign.corrupt.open_damaged``): it recovers, replaying a prefix of the original
 records that holds everything before the first damaged byte, or raises CorruptLogError naming
 a file of the log and an offset inside it. Never another exception, and the memory allocated
 while opening and replaying stays within a few times the size of the files.
@@ -22,13 +22,12 @@ from hypothesis import strategies as st
 import asyncwal
 from asyncwal._format import FRAME_HEADER_SIZE, META_NAME, SEGMENT_HEADER_SIZE
 from asyncwal.testing import MemoryFileOps
-from bench.crash_campaign import (
-    LOG_DIR,
+from tests.campaign import LOG_DIR, campaign_trials
+from tests.campaign.checker import Violation
+from tests.campaign.corrupt import (
     MUTATIONS,
     OriginalLog,
-    Violation,
     build_log,
-    campaign_trials,
     check_damage,
     corrupt_trial,
     open_damaged,

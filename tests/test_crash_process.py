@@ -16,15 +16,9 @@ from pathlib import Path
 import pytest
 
 import asyncwal
-from bench.crash_campaign import (
-    MODES,
-    KillHistory,
-    Violation,
-    campaign_trials,
-    check_after_kill,
-    kill_payload,
-    kill_trial,
-)
+from tests.campaign import MODES, campaign_trials
+from tests.campaign.checker import Violation
+from tests.campaign.kill import KillHistory, check_after_kill, kill_payload, kill_trial
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL")
 
@@ -62,10 +56,10 @@ def test_the_kill_checker_catches_a_lost_acknowledgement(tmp_path: Path) -> None
 def test_a_killed_child_really_dies_by_sigkill(tmp_path: Path) -> None:
     """The campaign's child keeps appending until killed; it never exits on its own."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.crash_campaign", "child", str(tmp_path / "wal"), "sync", "1", "1"],
+        [sys.executable, "-m", "tests.campaign", "child", str(tmp_path / "wal"), "sync", "1", "1"],
         stdout=subprocess.PIPE,
         text=True,
-        cwd=Path(__file__).resolve().parents[1],  # where ``bench`` is importable from
+        cwd=Path(__file__).resolve().parents[1],  # where ``tests.campaign`` is importable from
     )
     assert proc.stdout is not None
     first = proc.stdout.readline()

@@ -1,6 +1,6 @@
 """I/O errors through the seam (short version of the fault campaign).
 
-Every kind of fault of ``bench.crash_campaign.FAULTS`` (EIO on write, fsync and directory
+Every kind of fault of ``tests.campaign.faults.FAULTS`` (EIO on write, fsync and directory
 fsync; ENOSPC on write and on segment creation; short writes; EIO on rename and unlink) is
 injected at a random call of a seeded workload, and the failed-state rules are checked:
 no caller is left hanging, every caller gets LogFailedError, later calls raise it, a failed
@@ -18,16 +18,11 @@ import pytest
 import asyncwal
 from asyncwal import Durability, LogFailedError
 from asyncwal.testing import FaultyFileOps, MemoryFileOps, PowerLossFileOps
-from bench.crash_campaign import (
-    FAULTS,
-    LOG_DIR,
-    CampaignFailure,
-    Stats,
-    SyncSwallowsErrors,
-    campaign_trials,
-    failure_watch,
-    fault_trial,
-)
+from tests.campaign import LOG_DIR, campaign_trials
+from tests.campaign.broken import SyncSwallowsErrors
+from tests.campaign.checker import CampaignFailure, Stats
+from tests.campaign.faults import FAULTS, fault_trial
+from tests.campaign.workload import failure_watch
 
 SEEDS = range(12)
 

@@ -33,7 +33,7 @@ from starlette.requests import HTTPConnection
 import asyncwal
 from asyncwal.integrations.aiohttp import WAL_KEY, wal_cleanup_ctx
 from asyncwal.integrations.fastapi import WalDep, get_wal, wal_lifespan
-from bench.crash_campaign import campaign_trials
+from tests.campaign import campaign_trials
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable

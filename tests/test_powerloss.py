@@ -1,7 +1,7 @@
 """Power-loss campaign (short version): crash at every file operation of a seeded run and
 reopen the real engine on the images a power cut could leave.
 
-The campaign itself lives in bench/crash_campaign.py (``python -m bench.crash_campaign
+The campaign itself lives in tests/campaign/powerloss.py (``python -m bench.crash_campaign
 powerloss`` runs the long version); here it runs a few seeds, shows that it catches engines
 that acknowledge before their data or names are durable, and that its failures replay.
 """
@@ -18,17 +18,10 @@ import pytest
 import asyncwal
 from asyncwal import Durability
 from asyncwal.testing import MemoryFileOps, PowerLossFileOps
-from bench.crash_campaign import (
-    LOG_DIR,
-    CampaignFailure,
-    Expectations,
-    Recorder,
-    Violation,
-    campaign_trials,
-    check_reopened,
-    powerloss_trial,
-    run_workload,
-)
+from tests.campaign import LOG_DIR, campaign_trials
+from tests.campaign.checker import CampaignFailure, Expectations, Violation, check_reopened
+from tests.campaign.powerloss import powerloss_trial
+from tests.campaign.workload import Recorder, run_workload
 
 # These drive their own event loops (asyncio.run): the campaign is loop-agnostic and the
 # conftest's per-loop parametrisation would only double the time.
