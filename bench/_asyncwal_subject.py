@@ -1,14 +1,17 @@
 """asyncwal itself: ``await log.append(data)`` from W coroutines, in one of its three modes.
 
-Fsync and group counts come from ``log.stats()`` (read defensively with ``getattr`` so the
-benchmark keeps running while the Stats fields evolve).
+The cell is the one ``asyncwal bench`` measures: the log's counters and the table note come
+from :mod:`asyncwal._measure`, which reads them from ``log.stats()``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from ._harness import AsyncSubject, Counters
+import asyncwal
+from asyncwal._measure import Counters, asyncwal_counters, asyncwal_notes
+
+from ._harness import AsyncSubject
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -16,40 +19,26 @@ if TYPE_CHECKING:
 __all__ = ("AsyncwalBatch", "AsyncwalNone", "AsyncwalSubject")
 
 
-def _stat(stats: object, name: str) -> int | None:
-    value = getattr(stats, name, None)
-    return int(value) if isinstance(value, int | float) else None
-
-
 class AsyncwalSubject(AsyncSubject):
     sync_mode = "sync"
-    log: Any = None
-    _groups0: int | None = None
+    log: asyncwal.Log | None = None
+    _notes = ""
 
     async def open(self) -> Callable[[bytes], Awaitable[object]]:
-        import asyncwal
-
         self.log = await asyncwal.open(str(self.workdir / "wal"), sync_mode=self.sync_mode)
-        append: Callable[[bytes], Awaitable[object]] = self.log.append
-        return append
+        return self.log.append
 
     def counters(self) -> Counters:
-        stats = self.log.stats()
-        return Counters(records=_stat(stats, "appends"), fsyncs=_stat(stats, "fsyncs"))
+        return asyncwal_counters(self.log) if self.log is not None else Counters()
 
     async def close(self) -> None:
         if self.log is not None:
             log, self.log = self.log, None
-            self._final = log.stats()
+            self._notes = asyncwal_notes(log, self.sync_mode)
             await log.close()
 
     def notes(self) -> str:
-        stats = getattr(self, "_final", None)
-        if stats is None:
-            return f"sync_mode={self.sync_mode}"
-        appends, groups = _stat(stats, "appends"), _stat(stats, "groups")
-        mean = f", {appends / groups:.1f} records/write" if appends and groups else ""
-        return f"sync_mode={self.sync_mode}{mean}"
+        return self._notes or f"sync_mode={self.sync_mode}"
 
 
 class AsyncwalBatch(AsyncwalSubject):

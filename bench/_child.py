@@ -8,7 +8,8 @@ from __future__ import annotations
 import json
 import sys
 
-from ._harness import CellSpec, run_cell
+from ._cell import run_cell
+from ._harness import CellSpec
 
 
 def main(argv: list[str]) -> int:

@@ -20,7 +20,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ._harness import CellResult, CellSpec, run_cell
+from ._cell import run_cell
+from ._harness import CellResult, CellSpec
 from ._subjects import SUBJECTS
 
 __all__ = (

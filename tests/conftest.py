@@ -49,7 +49,10 @@ def no_blocking_calls_from_asyncwal_on_the_loop() -> Iterator[None]:
     """Fail any blocking call (file I/O, sleep, lock wait...) that asyncwal itself makes on an
     event-loop thread: all of the log's I/O belongs on its own thread. Scoped to asyncwal's
     modules, so that tests may still do their own file I/O on the loop."""
-    scanned, excluded = ["asyncwal"], ["asyncwal.testing", "asyncwal.cli"]
+    # Excluded: the test doubles, the command line, and the benchmarks' measuring core, which
+    # calls a subject's counters (a peer server's /proc file) at the window's edges by design.
+    # A blocking call inside the engine is still caught: its own frames are on the stack.
+    scanned, excluded = ["asyncwal"], ["asyncwal.testing", "asyncwal.cli", "asyncwal._measure"]
     bb = BlockBuster(scanned, excluded_modules=excluded)
     for name in _ENGINE_SYSCALLS:
         bb.functions[name] = BlockBusterFunction(

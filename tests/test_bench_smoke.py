@@ -22,7 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench._harness import MAX_WINDOWS, MIN_ROUNDS, CellResult, CellSpec, Window, run_cell  # noqa: E402
+from asyncwal._measure import MAX_WINDOWS, MIN_ROUNDS, Window  # noqa: E402
+from bench._cell import run_cell  # noqa: E402
+from bench._harness import CellResult, CellSpec  # noqa: E402
 from bench._redis import parse_redis_benchmark  # noqa: E402
 from bench._report import evaluate_targets, render_markdown, render_text  # noqa: E402
 from bench._runner import merge_repeats, plan_cells, run_child  # noqa: E402
@@ -120,9 +122,8 @@ def test_child_process_path(tmp_path: Path) -> None:
     _check(result, spec)
 
 
-def test_window_is_extended_by_whole_steps_until_enough_rounds(tmp_path: Path) -> None:
-    spec = _spec("raw-group", None, tmp_path, workers=100)
-    w = Window(10, spec)
+def test_window_is_extended_by_whole_steps_until_enough_rounds() -> None:
+    w = Window(10, SECONDS, 100)
     step = int(SECONDS * 1e9)
     assert w.end == 10 + step
     assert w.over(MIN_ROUNDS * 100 - 1) is False  # too few rounds: one more step
@@ -131,7 +132,7 @@ def test_window_is_extended_by_whole_steps_until_enough_rounds(tmp_path: Path) -
     assert w.over(0) is False
     assert w.over(0) is True  # capped at MAX_WINDOWS steps
     assert w.end == 10 + 3 * step
-    assert Window(0, spec).over(MIN_ROUNDS * 100) is True
+    assert Window(0, SECONDS, 100).over(MIN_ROUNDS * 100) is True
 
 
 def test_repeats_keep_the_median_and_every_sample() -> None:
@@ -296,6 +297,8 @@ def test_profile_sub_benchmark_writes_a_call_tree(tmp_path: Path) -> None:
         ["sync"], 4, 128, 0.2, "asyncio", tmp_path, "t", _child_env(), tmp_path / "w", warmup=0.05
     )
     report = Path(doc["path"]).read_text()
-    assert "Log.append" in report  # the event-loop thread was sampled, engine frames named
+    # The event-loop thread was sampled, engine frames named (which ones a 0.2 s sample of a
+    # busy machine catches varies: append itself, or the hand-off to the I/O thread).
+    assert "asyncwal/" in report
     assert doc["plain_appends_per_s"] > 0 and doc["appends_per_s"] > 0
     assert 0 < doc["plain_loop_busy"] <= 1.5

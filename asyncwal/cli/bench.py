@@ -1,6 +1,8 @@
 """``asyncwal bench [DIR]``: the three sync modes measured on this disk, with a temporary log.
 
-This is a small benchmark runner of its own; the project's full harness is ``python -m bench``.
+Each cell is measured by :mod:`asyncwal._measure`, the same core as the project's full
+harness (``python -m bench``, from a checkout): warm-up, then a measured window of appends
+completed inside it, counters read at the window's edges.
 """
 
 from __future__ import annotations
@@ -10,11 +12,10 @@ import os
 import shutil
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from .._log import open as open_log
+from .._measure import measure_asyncwal
 from .._options import Durability, Options
 
 if TYPE_CHECKING:
@@ -29,10 +30,19 @@ __all__ = ("BenchRow", "add_parser", "bench_cell")
 def add_parser(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     bench = sub.add_parser("bench", help="measure the three sync modes on this disk")
     bench.add_argument("dir", nargs="?", help="directory on the disk to measure (default: the temp dir)")
-    bench.add_argument("--seconds", type=float, default=1.5, help="measuring time per cell")
-    bench.add_argument("--workers", default="1,16,256", help="concurrent appenders, comma-separated")
-    bench.add_argument("--size", type=int, default=128, help="record size in bytes")
-    bench.add_argument("--loop", choices=("auto", "asyncio", "uvloop"), default="auto")
+    bench.add_argument(
+        "--seconds", type=float, default=1.5, help="measuring time per cell (default %(default)s)"
+    )
+    bench.add_argument(
+        "--workers", default="1,16,256", help="concurrent appenders, comma-separated (default %(default)s)"
+    )
+    bench.add_argument("--size", type=int, default=128, help="record size in bytes (default %(default)s)")
+    bench.add_argument(
+        "--loop",
+        choices=("auto", "asyncio", "uvloop"),
+        default="auto",
+        help="event loop: auto is uvloop when installed, else asyncio (default %(default)s)",
+    )
     bench.set_defaults(func=run)
 
 
@@ -55,44 +65,29 @@ class BenchRow:
 
 
 async def bench_cell(directory: str, mode: str, workers: int, seconds: float, size: int) -> BenchRow:
-    """Run ``workers`` coroutines appending ``size``-byte records for ``seconds``."""
+    """Measure ``workers`` coroutines appending ``size``-byte records to a new log in
+    ``directory`` (removed afterwards) for ``seconds``, after a short warm-up."""
     path = tempfile.mkdtemp(prefix=f"bench-{mode}-", dir=directory)
     try:
-        log = await open_log(path, sync_mode=mode)
-        payload = b"x" * size
-        latencies: list[int] = []
-        stop = False
-
-        async def worker() -> None:
-            clock = time.perf_counter_ns
-            while not stop:
-                t = clock()
-                await log.append(payload)
-                latencies.append(clock() - t)
-
-        tasks = [asyncio.ensure_future(worker()) for _ in range(workers)]
-        warmup = min(0.2, seconds / 4)
-        await asyncio.sleep(warmup)
-        latencies.clear()
-        before = log.stats()
-        start = time.perf_counter()
-        await asyncio.sleep(seconds)
-        elapsed = time.perf_counter() - start
-        after = log.stats()
-        count = len(latencies)
-        stop = True
-        await asyncio.gather(*tasks)
-        await log.close()
+        figures, _ = await measure_asyncwal(
+            os.path.join(path, "wal"),
+            mode,
+            workers=workers,
+            size=size,
+            seconds=seconds,
+            warmup=min(0.2, seconds / 4),
+        )
     finally:
         shutil.rmtree(path, ignore_errors=True)
-    latencies.sort()
-    fsyncs = after.fsyncs - before.fsyncs
-
-    def pct(q: float) -> float:
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] / 1000 if latencies else 0.0
-
+    lat = figures.latency
     return BenchRow(
-        mode, workers, count / elapsed, pct(0.5), pct(0.99), fsyncs / elapsed, count / fsyncs if fsyncs else 0
+        mode,
+        workers,
+        figures.appends_per_s,
+        lat.p50_us if lat is not None else 0.0,
+        lat.p99_us if lat is not None else 0.0,
+        figures.fsyncs_per_s or 0.0,
+        figures.records_per_fsync or 0.0,
     )
 
 
