@@ -9,6 +9,7 @@
     python -m bench replay [--sizes 128,16384] [--cold]
     python -m bench memory [--appends 10000000] [--modes sync,batch,none]
     python -m bench profile [--modes sync,batch,none] [--workers 256] [--seconds 3]
+    python -m bench nats [--workers 1,256] [--seconds 3]   # REPLICATED vs direct JetStream publish
     python -m bench report [bench/results/latest.json] [--markdown]
     python -m bench list                         # the subjects and groups
     python -m bench docs [--headline F] [--matrix F] [--replay F] [--memory F]
@@ -86,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
         "command",
         nargs="?",
         default="run",
-        choices=("run", "replay", "memory", "profile", "report", "list", "docs"),
+        choices=("run", "replay", "memory", "profile", "report", "list", "docs", "nats"),
     )
     p.add_argument("path", nargs="?", help="report: the results JSON (default: bench/results/latest.json)")
     p.add_argument("--setup", action="store_true", help="install the peers (pip, apt-get) and exit")
@@ -237,6 +238,22 @@ def _cmd_profile(a: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_nats(a: argparse.Namespace) -> int:
+    from ._nats import render_nats_markdown, run_nats, save
+
+    doc = run_nats(
+        workers=a.workers or [1, 256],
+        seconds=a.seconds if a.seconds is not None else 3.0,
+        warmup=a.warmup if a.warmup is not None else 0.5,
+        workdir=a.dir.resolve(),
+        settings=["always", "default"],
+    )
+    print(render_nats_markdown(doc))
+    if not a.no_save:
+        print(f"results: {save(doc, a.out)}")
+    return 0
+
+
 def _cmd_report(a: argparse.Namespace) -> int:
     from ._report import render_markdown, render_targets_markdown, render_text
 
@@ -279,6 +296,8 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_report(a)
     if a.command == "profile":
         return _cmd_profile(a)
+    if a.command == "nats":
+        return _cmd_nats(a)
     if a.command == "docs":
         from ._docs import main as docs_main
 

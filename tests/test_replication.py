@@ -324,3 +324,17 @@ async def test_the_restore_command(
     )
     assert status == 2
     assert "cannot reach" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("subject", ["replicated-packed", "direct-publish"])
+async def test_the_nats_benchmark_cells_run(cluster: NatsCluster, tmp_path: Path, subject: str) -> None:
+    from bench._nats import _cell, render_nats_markdown
+
+    row = await _cell(subject, cluster.urls, tmp_path, 4, 0.3, 0.05)
+    assert row["rate"] > 0 and row["n"] > 0 and row["p99_ms"] >= row["p50_ms"] > 0
+    rows = [
+        {"setting": "always", "subject": s, "workers": 1, **row}
+        for s in ("asyncwal-disk", "replicated-packed", "direct-publish")
+    ]
+    text = render_nats_markdown({"rows": rows})
+    assert "replicated-packed = 1.0x direct publish" in text
