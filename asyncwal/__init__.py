@@ -15,6 +15,7 @@ from ._errors import DivergedError as DivergedError
 from ._errors import LogClosedError as LogClosedError
 from ._errors import LogFailedError as LogFailedError
 from ._errors import LogLockedError as LogLockedError
+from ._errors import NoFreeShardError as NoFreeShardError
 from ._errors import RecordTooLargeError as RecordTooLargeError
 from ._errors import ReplicationError as ReplicationError
 from ._errors import ReplicationTimeoutError as ReplicationTimeoutError
@@ -38,6 +39,8 @@ from ._options import Durability as Durability
 from ._options import Options as Options
 from ._reader import Record as Record
 from ._recovery import RecoveryReport as RecoveryReport
+from ._sharded import ShardedLog as ShardedLog
+from ._sharded import open_sharded as open_sharded
 
 __version__ = "0.1.0"
 
@@ -55,6 +58,7 @@ __all__ = (
     "LogClosedError",
     "LogFailedError",
     "LogLockedError",
+    "NoFreeShardError",
     "NotRegularFileError",
     "Options",
     "OsFileOps",
@@ -63,6 +67,7 @@ __all__ = (
     "RecoveryReport",
     "ReplicationError",
     "ReplicationTimeoutError",
+    "ShardedLog",
     "Stats",
     "StreamMismatchError",
     "TruncatedError",
@@ -71,4 +76,5 @@ __all__ = (
     "WrongProcessError",
     "__version__",
     "open",
+    "open_sharded",
 )

@@ -8,6 +8,7 @@
     │                         ``__cause__`` is the OSError. Sticky until the log is reopened.
     ├── CorruptLogError       bad bytes that recovery may not cut; ``.segment`` and ``.offset``
     ├── LogLockedError        another opener holds the directory lock
+    │   └── NoFreeShardError  open_sharded(): every shard up to max_shards is held
     ├── RecordTooLargeError   also a ValueError: a record or batch over its size limit
     ├── WrongEventLoopError   also a RuntimeError: the log was used from another event loop
     ├── WrongProcessError     also a RuntimeError: the log was used in a child after fork()
@@ -35,6 +36,7 @@ __all__ = (
     "LogFailedError",
     "LogLockedError",
     "DivergedError",
+    "NoFreeShardError",
     "RecordTooLargeError",
     "ReplicationError",
     "ReplicationTimeoutError",
@@ -78,6 +80,11 @@ class CorruptLogError(WALError):
 
 class LogLockedError(WALError):
     """Another opener, in this process or another, holds the log directory."""
+
+
+class NoFreeShardError(LogLockedError):
+    """:func:`asyncwal.open_sharded` found every shard up to ``max_shards`` held by other
+    openers: more processes than shards. Raise ``max_shards`` or run fewer processes."""
 
 
 class RecordTooLargeError(WALError, ValueError):

@@ -20,19 +20,27 @@ import socket
 import subprocess
 import sys
 import textwrap
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Annotated, Any, Final
 
 import httpx
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from starlette.requests import HTTPConnection
+from fastapi import Depends
+from starlette.requests import HTTPConnection, Request
 
 import asyncwal
-from asyncwal.integrations.aiohttp import WAL_KEY, wal_cleanup_ctx
-from asyncwal.integrations.fastapi import WalDep, get_wal, wal_lifespan
+from asyncwal.integrations.aiohttp import SHARDED_WAL_KEY, WAL_KEY, wal_cleanup_ctx
+from asyncwal.integrations.fastapi import (
+    ShardedWalDep,
+    WalDep,
+    get_sharded_wal,
+    get_wal,
+    wal_lifespan,
+)
 from tests.campaign import campaign_trials
 
 if TYPE_CHECKING:
@@ -114,16 +122,10 @@ async def test_wal_lifespan_opens_yields_state_and_closes(tmp_path: Path) -> Non
         assert [r.data async for r in again.replay()] == [b"accepted at OS only"]
 
 
-async def test_wal_lifespan_works_for_starlette_and_uvicorn_in_process(tmp_path: Path) -> None:
-    """The state reaches the request through a real ASGI server, for FastAPI's dependency."""
+@contextlib.asynccontextmanager
+async def serving_in_process(app: Any, ready_path: str = "/openapi.json") -> AsyncIterator[httpx.AsyncClient]:
+    """Run ``app`` under a real uvicorn server in this event loop; yield a client for it."""
     import uvicorn
-    from fastapi import FastAPI
-
-    app = FastAPI(lifespan=wal_lifespan(tmp_path / "wal"))
-
-    @app.post("/r")
-    async def post(log: WalDep) -> dict[str, int]:
-        return {"seq": await log.append(b"x")}
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -132,13 +134,66 @@ async def test_wal_lifespan_works_for_starlette_and_uvicorn_in_process(tmp_path:
     task = asyncio.ensure_future(server.serve(sockets=[sock]))
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
-            await wait_until_ready(client, task.done, "/openapi.json")
-            got = await asyncio.gather(*(client.post("/r") for _ in range(20)))
-            assert sorted(r.json()["seq"] for r in got) == list(range(1, 21))
+            await wait_until_ready(client, task.done, ready_path)
+            yield client
     finally:
         server.should_exit = True
         await asyncio.wait_for(task, 30)
         sock.close()
+
+
+async def test_wal_lifespan_works_for_starlette_and_uvicorn_in_process(tmp_path: Path) -> None:
+    """The state reaches the request through a real ASGI server, for FastAPI's dependency."""
+    from fastapi import FastAPI
+
+    app = FastAPI(lifespan=wal_lifespan(tmp_path / "wal"))
+
+    @app.post("/r")
+    async def post(log: WalDep) -> dict[str, int]:
+        return {"seq": await log.append(b"x")}
+
+    async with serving_in_process(app) as client:
+        got = await asyncio.gather(*(client.post("/r") for _ in range(20)))
+        assert sorted(r.json()["seq"] for r in got) == list(range(1, 21))
+
+
+def sync_lookup(request: Request) -> asyncwal.Log:  # what the dependency used to be
+    return get_wal(request)
+
+
+SyncWalDep = Annotated[asyncwal.Log, Depends(sync_lookup)]
+
+
+def anyio_worker_threads() -> set[int]:
+    """The threads of anyio's thread pool (where FastAPI runs a plain ``def`` dependency)."""
+    return {t.ident or 0 for t in threading.enumerate() if t.name == "AnyIO worker thread"}
+
+
+async def test_the_dependency_costs_no_thread_pool_hop(tmp_path: Path) -> None:
+    """A request through WalDep (or ShardedWalDep) runs wholly on the event loop: no thread
+    of anyio's pool is started for it. The same request through a plain ``def`` dependency
+    does start one, which shows the check sees a hop when there is one."""
+    from fastapi import FastAPI
+
+    app = FastAPI(lifespan=wal_lifespan(tmp_path / "wal", sharded=True))
+
+    @app.post("/dep")
+    async def through_dep(log: WalDep, sharded: ShardedWalDep) -> dict[str, int]:
+        assert sharded.log is log
+        return {"shard": sharded.shard, "seq": await log.append(b"x")}
+
+    @app.post("/sync-dep")
+    async def through_sync_dep(log: SyncWalDep) -> dict[str, int]:
+        return {"seq": await log.append(b"y")}
+
+    async with serving_in_process(app) as client:
+        before = anyio_worker_threads()
+        got = await asyncio.gather(*(client.post("/dep") for _ in range(20)))
+        assert sorted(r.json()["seq"] for r in got) == list(range(1, 21))
+        assert {r.json()["shard"] for r in got} == {0}
+        assert anyio_worker_threads() - before == set(), "a request through WalDep used a worker thread"
+        assert (await client.post("/sync-dep")).status_code == 200
+        assert anyio_worker_threads() - before, "the check must see the hop of a def dependency"
 
 
 def test_wal_lifespan_checks_options_when_the_app_is_built(tmp_path: Path) -> None:
@@ -148,6 +203,51 @@ def test_wal_lifespan_checks_options_when_the_app_is_built(tmp_path: Path) -> No
         wal_lifespan(tmp_path / "wal", no_such_option=1)
     with pytest.raises(ValueError, match="sync_mode"):
         wal_cleanup_ctx(tmp_path / "wal", sync_mode="fast")
+    not_a_bool: Any = "yes"
+    for helper in (wal_lifespan, wal_cleanup_ctx):
+        with pytest.raises(ValueError, match="max_shards only applies with sharded=True"):
+            helper(tmp_path / "wal", max_shards=4)
+        with pytest.raises(ValueError, match="max_shards"):
+            helper(tmp_path / "wal", sharded=True, max_shards=0)
+        with pytest.raises(TypeError, match="sharded must be a bool"):
+            helper(tmp_path / "wal", sharded=not_a_bool)
+    assert not any(tmp_path.iterdir())
+
+
+async def test_sharded_wal_lifespan_gives_each_opener_its_own_shard(tmp_path: Path) -> None:
+    lifespan = wal_lifespan(tmp_path / "wal", sharded=True, max_shards=2, sync_mode="batch")
+    async with lifespan(object()) as first, lifespan(object()) as second:
+        shards = [first["wal_sharded"], second["wal_sharded"]]
+        assert [s.shard for s in shards] == [0, 1]
+        assert first["wal"] is shards[0].log and first["wal"].sync_mode == "batch"
+        conn = HTTPConnection({"type": "http", "state": dict(second)})
+        assert get_wal(conn) is shards[1].log and get_sharded_wal(conn) is shards[1]
+        assert [await s.append(b"x") for s in shards] == [1, 1]
+        with pytest.raises(asyncwal.NoFreeShardError):
+            async with lifespan(object()):
+                pass
+    assert all(s.closed for s in shards)
+    assert shards[1].log.durable_seq == 1  # closed: written and fsynced
+
+
+async def test_sharded_wal_cleanup_ctx(tmp_path: Path) -> None:
+    async def post(request: web.Request) -> web.Response:
+        sharded = request.app[SHARDED_WAL_KEY]
+        assert request.app[WAL_KEY] is sharded.log
+        return web.json_response([sharded.shard, await sharded.append(await request.read())])
+
+    apps = []
+    for _ in range(2):
+        app = web.Application()
+        app.cleanup_ctx.append(wal_cleanup_ctx(tmp_path / "wal", sharded=True))
+        app.router.add_post("/", post)
+        apps.append(app)
+    async with TestClient(TestServer(apps[0], host="127.0.0.1")) as one:
+        async with TestClient(TestServer(apps[1], host="127.0.0.1")) as two:
+            assert await (await one.post("/", data=b"a")).json() == [0, 1]
+            assert await (await two.post("/", data=b"b")).json() == [1, 1]
+            assert await (await one.post("/", data=b"c")).json() == [0, 2]
+    assert apps[0][SHARDED_WAL_KEY].closed and apps[1][SHARDED_WAL_KEY].closed
 
 
 def test_get_wal_without_the_lifespan_says_what_to_do() -> None:
@@ -155,6 +255,8 @@ def test_get_wal_without_the_lifespan_says_what_to_do() -> None:
         get_wal(HTTPConnection({"type": "http"}))
     with pytest.raises(RuntimeError, match="wal_lifespan"):
         get_wal(HTTPConnection({"type": "http", "state": {"wal": "not a log"}}))
+    with pytest.raises(RuntimeError, match=r"sharded=True"):
+        get_sharded_wal(HTTPConnection({"type": "http", "state": {"wal": "a log, not sharded"}}))
 
 
 async def test_wal_cleanup_ctx_opens_at_startup_and_closes_at_cleanup(tmp_path: Path) -> None:

@@ -10,5 +10,31 @@ imports any of them:
 
 Both open the log when the application starts (recovery runs before the first request) and
 close it when the application stops: ``close()`` writes and fsyncs every record accepted, in
-every sync mode. See docs/integrations.md.
+every sync mode. With ``sharded=True`` each worker process of a multi-worker server
+(``uvicorn --workers``, gunicorn) opens its own shard of one sharded log
+(:func:`asyncwal.open_sharded`) instead. See docs/integrations.md.
 """
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ()
+
+
+def _check_open_args(sharded: object, max_shards: object, options: dict[str, Any]) -> int:
+    """Check a helper's arguments when the application is built, so a typo fails then and
+    not at startup. :return: the ``max_shards`` to open with (sharded mode only).
+
+    :raises TypeError, ValueError: an unknown or invalid option, or ``max_shards`` without
+        ``sharded=True``
+    """
+    from asyncwal import Options
+    from asyncwal._sharded import DEFAULT_MAX_SHARDS, check_max_shards
+
+    if not isinstance(sharded, bool):
+        raise TypeError(f"sharded must be a bool, not {type(sharded).__name__}")
+    if max_shards is not None and not sharded:
+        raise ValueError("max_shards only applies with sharded=True")
+    Options(**options)
+    return check_max_shards(DEFAULT_MAX_SHARDS if max_shards is None else max_shards)
