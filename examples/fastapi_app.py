@@ -13,8 +13,17 @@ Run it::
     python examples/fastapi_app.py --dir data/wal --mode sync --port 8000
     curl -X POST --data-binary 'order 17 accepted' http://127.0.0.1:8000/events
 
-Every flag also reads an environment variable (WAL_DIR, WAL_MODE, PORT, HOST, WAL_LOOP,
-WAL_GRACE). SIGTERM or Ctrl-C stops it gracefully: uvicorn stops accepting, finishes the
+With several worker processes, each worker appends to its own shard of one sharded log
+(--sharded), and a record is addressed by (shard, seq): POST answers
+{"shard": K, "seq": N, ...}, and GET /events takes ?shard=K::
+
+    python examples/fastapi_app.py --dir data/wal --sharded --workers 4
+    uvicorn --app-dir examples --factory fastapi_app:app_from_env --workers 4   # WAL_SHARDED=1
+    gunicorn -w 4 -k uvicorn_worker.UvicornWorker --chdir examples 'fastapi_app:app_from_env()'
+
+Every flag also reads an environment variable (WAL_DIR, WAL_MODE, WAL_SHARDED,
+WAL_MAX_SHARDS, PORT, HOST, WAL_LOOP, WAL_GRACE, WEB_CONCURRENCY); app_from_env() reads the
+WAL_* ones. SIGTERM or Ctrl-C stops it gracefully: uvicorn stops accepting, finishes the
 requests in flight (for up to --grace seconds), then the lifespan closes the log, which
 writes and fsyncs everything accepted, in every mode.
 """
@@ -34,7 +43,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 
 import asyncwal
-from asyncwal.integrations.fastapi import WalDep, WalState, wal_lifespan
+from asyncwal.integrations.fastapi import ShardedWalDep, WalDep, WalState, wal_lifespan
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -43,6 +52,7 @@ MODE_LEVEL = {"sync": "DISK", "batch": "OS", "none": "MEMORY"}
 
 
 class Appended(BaseModel):
+    shard: int | None = None  # sharded mode: the shard the record is in
     seq: int
     durability: str  # the level the record has reached (at least) when the response is sent
 
@@ -60,14 +70,18 @@ class Page(BaseModel):
 class Health(BaseModel):
     status: str
     mode: str
+    pid: int
+    shard: int | None  # sharded mode: this worker's shard
     first_seq: int
     last_seq: int
     durable_seq: int
     recovery: str | None  # what recovery cut at startup, if anything
 
 
-def create_app(path: str, mode: str = "sync") -> FastAPI:
-    wal = wal_lifespan(path, sync_mode=mode)
+def create_app(
+    path: str, mode: str = "sync", *, sharded: bool = False, max_shards: int | None = None
+) -> FastAPI:
+    wal = wal_lifespan(path, sharded=sharded, max_shards=max_shards, sync_mode=mode)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[WalState]:
@@ -85,10 +99,19 @@ def create_app(path: str, mode: str = "sync") -> FastAPI:
         status = 413 if isinstance(exc, asyncwal.RecordTooLargeError) else 503
         return JSONResponse({"detail": str(exc)}, status_code=status)
 
-    @app.post("/events", status_code=201)
-    async def append_event(request: Request, log: WalDep) -> Appended:
-        seq = await log.append(await request.body())
-        return Appended(seq=seq, durability=MODE_LEVEL[log.sync_mode])
+    if sharded:
+
+        @app.post("/events", status_code=201, response_model_exclude_none=True)
+        async def append_sharded(request: Request, wal: ShardedWalDep) -> Appended:
+            seq = await wal.append(await request.body())
+            return Appended(shard=wal.shard, seq=seq, durability=MODE_LEVEL[mode])
+
+    else:
+
+        @app.post("/events", status_code=201, response_model_exclude_none=True)
+        async def append_event(request: Request, log: WalDep) -> Appended:
+            seq = await log.append(await request.body())
+            return Appended(seq=seq, durability=MODE_LEVEL[mode])
 
     @app.get("/events")
     async def read_events(
@@ -106,11 +129,13 @@ def create_app(path: str, mode: str = "sync") -> FastAPI:
         return Page(records=items, next=nxt)
 
     @app.get("/health")
-    async def health(log: WalDep) -> Health:
+    async def health(request: Request, log: WalDep) -> Health:
         report = log.recovery_report
         return Health(
             status="ok",
             mode=log.sync_mode,
+            pid=os.getpid(),
+            shard=request.state.wal_sharded.shard if sharded else None,
             first_seq=log.first_seq,
             last_seq=log.last_seq,
             durable_seq=log.durable_seq,
@@ -120,6 +145,20 @@ def create_app(path: str, mode: str = "sync") -> FastAPI:
     return app
 
 
+def app_from_env() -> FastAPI:
+    """The app configured by WAL_DIR, WAL_MODE, WAL_SHARDED and WAL_MAX_SHARDS: the factory a
+    multi-worker server imports in each worker (``uvicorn --factory fastapi_app:app_from_env``,
+    ``gunicorn 'fastapi_app:app_from_env()'``)."""
+    env = os.environ.get
+    max_shards = env("WAL_MAX_SHARDS")
+    return create_app(
+        env("WAL_DIR", "data/wal"),
+        env("WAL_MODE", "sync"),
+        sharded=env("WAL_SHARDED", "") not in ("", "0"),
+        max_shards=int(max_shards) if max_shards else None,
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     env = os.environ.get
     parser = argparse.ArgumentParser(
@@ -127,6 +166,14 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--dir", default=env("WAL_DIR", "data/wal"), help="log directory")
     parser.add_argument("--mode", default=env("WAL_MODE", "sync"), choices=sorted(MODE_LEVEL))
+    parser.add_argument(
+        "--sharded",
+        action="store_true",
+        default=env("WAL_SHARDED", "") not in ("", "0"),
+        help="one shard of a sharded log per worker process (needed for --workers > 1)",
+    )
+    parser.add_argument("--max-shards", type=int, default=env("WAL_MAX_SHARDS"), help="sharded: most shards")
+    parser.add_argument("--workers", type=int, default=int(env("WEB_CONCURRENCY", "1")))
     parser.add_argument("--host", default=env("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(env("PORT", "8000")))
     parser.add_argument("--loop", default=env("WAL_LOOP", "auto"), choices=["auto", "asyncio", "uvloop"])
@@ -137,14 +184,31 @@ def main(argv: list[str] | None = None) -> None:
         help="seconds a graceful stop waits for the requests in flight before cancelling them",
     )
     args = parser.parse_args(argv)
-    app = create_app(args.dir, args.mode)
+    if args.workers > 1 and not args.sharded:
+        parser.error("several workers cannot share one log: add --sharded")
+    options = {
+        "host": args.host,
+        "port": args.port,
+        "loop": args.loop,
+        "log_level": "warning",
+        "timeout_graceful_shutdown": args.grace,
+    }
+    if args.workers == 1:
+        uvicorn.run(
+            create_app(args.dir, args.mode, sharded=args.sharded, max_shards=args.max_shards), **options
+        )
+        return
+    # Each worker process imports this module and builds its own app, so the settings go
+    # through the environment.
+    os.environ.update(WAL_DIR=args.dir, WAL_MODE=args.mode, WAL_SHARDED="1")
+    if args.max_shards is not None:
+        os.environ["WAL_MAX_SHARDS"] = str(args.max_shards)
     uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        loop=args.loop,
-        log_level="warning",
-        timeout_graceful_shutdown=args.grace,
+        "fastapi_app:app_from_env",
+        factory=True,
+        workers=args.workers,
+        app_dir=os.path.dirname(os.path.abspath(__file__)),
+        **options,
     )
 
 
