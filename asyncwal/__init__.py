@@ -41,6 +41,8 @@ from ._reader import Record as Record
 from ._recovery import RecoveryReport as RecoveryReport
 from ._sharded import ShardedLog as ShardedLog
 from ._sharded import open_sharded as open_sharded
+from ._sharded_read import ShardedReader as ShardedReader
+from ._sharded_read import ShardRecord as ShardRecord
 
 __version__ = "0.1.0"
 
@@ -67,7 +69,9 @@ __all__ = (
     "RecoveryReport",
     "ReplicationError",
     "ReplicationTimeoutError",
+    "ShardRecord",
     "ShardedLog",
+    "ShardedReader",
     "Stats",
     "StreamMismatchError",
     "TruncatedError",

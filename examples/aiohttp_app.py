@@ -6,6 +6,7 @@
     GET  /events?start=1&limit=1000
                                  {"records": [{"seq": N, "data": "<base64>"}, ...], "next": N}:
                                  records that have reached at least OS, in seq order
+                                 (sharded: ?shard=K&start=1&limit=1000, from any worker)
     GET  /health                 {"status": "ok", "mode": ..., "last_seq": ..., "durable_seq": ...}
 
 Run it::
@@ -37,7 +38,7 @@ import argparse
 import base64
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from aiohttp import web
 
@@ -87,18 +88,36 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
     return value
 
 
-async def read_events(request: web.Request) -> web.Response:
-    log = request.app[WAL_KEY]
-    start = _int_param(request, "start", 1, 1, 2**63)
-    limit = _int_param(request, "limit", 1000, 1, MAX_LIMIT)
+async def page(records: AsyncIterator[asyncwal.Record], start: int, limit: int) -> web.Response:
+    """Up to ``limit`` records, and where the next page starts."""
     items: list[dict[str, object]] = []
-    nxt = max(start, log.first_seq)
-    async for rec in log.replay(start):
+    nxt = start
+    async for rec in records:
         items.append({"seq": rec.seq, "data": base64.b64encode(rec.data).decode()})
         nxt = rec.seq + 1
         if len(items) == limit:
             break
     return web.json_response({"records": items, "next": nxt})
+
+
+async def read_events(request: web.Request) -> web.Response:
+    log = request.app[WAL_KEY]
+    start = _int_param(request, "start", 1, 1, 2**63)
+    limit = _int_param(request, "limit", 1000, 1, MAX_LIMIT)
+    return await page(log.replay(start), max(start, log.first_seq), limit)
+
+
+#: Sharded: any worker may be asked for any shard, so it reads the shards' files.
+READER_KEY: Final = web.AppKey("reader", asyncwal.ShardedReader)
+
+
+async def read_shard(request: web.Request) -> web.Response:
+    if "shard" not in request.query:
+        raise web.HTTPUnprocessableEntity(text="shard is required")
+    shard = _int_param(request, "shard", 0, 0, 9999)
+    start = _int_param(request, "start", 1, 1, 2**63)
+    limit = _int_param(request, "limit", 1000, 1, MAX_LIMIT)
+    return await page(request.app[READER_KEY].replay(shard, start), start, limit)
 
 
 async def health(request: web.Request) -> web.Response:
@@ -133,7 +152,9 @@ def create_app(
     app.cleanup_ctx.append(report_close)
     app.cleanup_ctx.append(wal_cleanup_ctx(path, sharded=sharded, max_shards=max_shards, sync_mode=mode))
     app.router.add_post("/events", append_sharded if sharded else append_event)
-    app.router.add_get("/events", read_events)
+    if sharded:
+        app[READER_KEY] = asyncwal.ShardedReader(path)
+    app.router.add_get("/events", read_shard if sharded else read_events)
     app.router.add_get("/health", health)
     return app
 

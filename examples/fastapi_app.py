@@ -6,6 +6,7 @@
     GET  /events?start=1&limit=1000
                                  {"records": [{"seq": N, "data": "<base64>"}, ...], "next": N}:
                                  records that have reached at least OS, in seq order
+                                 (sharded: ?shard=K&start=1&limit=1000, from any worker)
     GET  /health                 {"status": "ok", "mode": ..., "last_seq": ..., "durable_seq": ...}
 
 Run it::
@@ -78,6 +79,18 @@ class Health(BaseModel):
     recovery: str | None  # what recovery cut at startup, if anything
 
 
+async def page(records: AsyncIterator[asyncwal.Record], start: int, limit: int) -> Page:
+    """Up to ``limit`` records, and where the next page starts."""
+    items: list[Item] = []
+    nxt = start
+    async for rec in records:
+        items.append(Item(seq=rec.seq, data=base64.b64encode(rec.data).decode()))
+        nxt = rec.seq + 1
+        if len(items) == limit:
+            break
+    return Page(records=items, next=nxt)
+
+
 def create_app(
     path: str, mode: str = "sync", *, sharded: bool = False, max_shards: int | None = None
 ) -> FastAPI:
@@ -113,20 +126,27 @@ def create_app(
             seq = await log.append(await request.body())
             return Appended(seq=seq, durability=MODE_LEVEL[mode])
 
-    @app.get("/events")
-    async def read_events(
-        log: WalDep,
-        start: Annotated[int, Query(ge=1)] = 1,
-        limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
-    ) -> Page:
-        items: list[Item] = []
-        nxt = max(start, log.first_seq)
-        async for rec in log.replay(start):
-            items.append(Item(seq=rec.seq, data=base64.b64encode(rec.data).decode()))
-            nxt = rec.seq + 1
-            if len(items) == limit:
-                break
-        return Page(records=items, next=nxt)
+    if sharded:
+        # Any worker may be asked for any shard: read the shards' files, held or not.
+        reader = asyncwal.ShardedReader(path)
+
+        @app.get("/events")
+        async def read_shard(
+            shard: Annotated[int, Query(ge=0)],
+            start: Annotated[int, Query(ge=1)] = 1,
+            limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+        ) -> Page:
+            return await page(reader.replay(shard, start), start, limit)
+
+    else:
+
+        @app.get("/events")
+        async def read_events(
+            log: WalDep,
+            start: Annotated[int, Query(ge=1)] = 1,
+            limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
+        ) -> Page:
+            return await page(log.replay(start), max(start, log.first_seq), limit)
 
     @app.get("/health")
     async def health(request: Request, log: WalDep) -> Health:

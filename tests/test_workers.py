@@ -15,6 +15,7 @@ driven by concurrent HTTP clients.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import math
 import os
@@ -272,6 +273,22 @@ async def request_parked_in(server: WorkersServer, pid: int) -> AsyncIterator[as
     raise AssertionError(f"no connection reached worker {pid}")
 
 
+async def read_via_http(server: WorkersServer, shard: int) -> dict[int, bytes]:
+    """Every record of one shard, through GET /events?shard=K, page by page (each page may
+    be served by either worker)."""
+    records: dict[int, bytes] = {}
+    async with httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        start = 1
+        while True:
+            params = {"shard": shard, "start": start, "limit": 500}
+            page = (await client.get("/events", params=params, headers={"Connection": "close"})).json()
+            for item in page["records"]:
+                records[item["seq"]] = base64.b64decode(item["data"])
+            if not page["records"]:
+                return records
+            start = page["next"]
+
+
 async def read_shards(directory: Path) -> dict[int, dict[int, bytes]]:
     """Every record of every shard, by opening each shard (the server has stopped). Checks
     that recovery had nothing to cut: every shard was closed cleanly."""
@@ -338,6 +355,8 @@ async def kill_rounds(kind: str, mode: str, tmp_path: Path, rounds: int) -> Shar
 
         load = await drive(server, seed=1, scenario=kill_workers)
         assert load.levels == {LEVEL[mode]}
+        # Any worker serves any shard's records, read from the files.
+        check_shards(load, {shard: await read_via_http(server, shard) for shard in (0, 1)})
     assert await server.wait() in (0, -signal.SIGTERM)
     # Each replacement took the dead worker's shard; no third shard was made.
     assert sorted(os.listdir(directory)) == [shard_name(0), shard_name(1)]
