@@ -34,7 +34,7 @@ import pytest
 
 import asyncwal
 from asyncwal._sharded import shard_name
-from bench.crash_campaign import campaign_trials
+from tests.campaign import campaign_trials
 
 from .test_integrations import BAD_OUTPUT, free_port, make_payload
 
