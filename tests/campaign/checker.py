@@ -21,6 +21,9 @@ import struct
 from typing import TYPE_CHECKING
 
 import asyncwal
+from asyncwal.testing import MemoryFileOps
+
+from . import LOG_DIR
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -33,7 +36,8 @@ __all__ = (
     "Stats",
     "Violation",
     "check_reopened",
-    "image_key",
+    "NewImages",
+    "check_image",
 )
 
 
@@ -169,8 +173,27 @@ def _check_checkpoint(cp: asyncwal.Checkpoint | None, last: int, expect: Expecta
         raise Violation(f"checkpoint covers seq {cp.seq} but the log ends at {last}")
 
 
-def image_key(image: Mapping[str, bytes]) -> bytes:
-    h = hashlib.blake2b(digest_size=16)
-    for path in sorted(image):
-        h.update(path.encode() + b"\0" + struct.pack("<Q", len(image[path])) + image[path])
-    return h.digest()
+class NewImages:
+    """Remembers crash images by content: a campaign reopens each distinct image once."""
+
+    def __init__(self) -> None:
+        self._seen: set[bytes] = set()
+
+    def first_time(self, image: Mapping[str, bytes]) -> bool:
+        """True the first time an image with these files and contents is given."""
+        h = hashlib.blake2b(digest_size=16)
+        for path in sorted(image):
+            h.update(path.encode() + b"\0" + struct.pack("<Q", len(image[path])) + image[path])
+        key = h.digest()
+        if key in self._seen:
+            return False
+        self._seen.add(key)
+        return True
+
+
+async def check_image(image: Mapping[str, bytes], expect: Expectations, *, append_after: bool = False) -> int:
+    """Reopen the log of a crash image (``{path: contents}``, the log at :data:`LOG_DIR`) on a
+    new MemoryFileOps and check it: :func:`check_reopened`."""
+    fs = MemoryFileOps.from_image(image)
+    fs.makedirs(LOG_DIR)
+    return await check_reopened(fs, LOG_DIR, expect, append_after=append_after)

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING, Any
 
 import asyncwal
 from asyncwal import Durability, LogFailedError
-from asyncwal.testing import FaultyFileOps, MemoryFileOps, PowerLossFileOps
+from asyncwal.testing import FaultyFileOps, PowerLossFileOps
 
 from . import LOG_DIR
-from .checker import CampaignFailure, Stats, Violation, check_reopened, image_key
+from .checker import CampaignFailure, NewImages, Stats, Violation, check_image, check_reopened
 from .workload import Recorder, run_workload
 
 if TYPE_CHECKING:
@@ -77,19 +77,13 @@ async def fault_trial(
             # fsync. (Right after an acknowledgement is where a false one shows: a later
             # successful fsync would cover it.)
             points = sorted({p for p, _ in rec.disk} | {plops.crash_points()})
-            seen: set[bytes] = set()
+            seen = NewImages()
             for at, state in plops.states(points):
                 image = state.durable()
-                key = image_key(image)
-                if key in seen:
+                if not seen.first_time(image):
                     continue
-                seen.add(key)
-                fs = MemoryFileOps.from_image(image)
-                fs.makedirs(LOG_DIR)
                 try:
-                    stats.acked_checked += await check_reopened(
-                        fs, LOG_DIR, rec.expectations(at, Durability.DISK)
-                    )
+                    stats.acked_checked += await check_image(image, rec.expectations(at, Durability.DISK))
                 except Violation as exc:
                     raise Violation(f"power cut at point {at} ({plops.describe(at)}): {exc}") from exc
                 stats.states_checked += 1

@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING
 
 import asyncwal
 from asyncwal import Durability
-from asyncwal.testing import MemoryFileOps, PowerLossFileOps
+from asyncwal.testing import PowerLossFileOps
 
 from . import LOG_DIR
 from .broken import BROKEN
-from .checker import CampaignFailure, Expectations, Stats, Violation, check_reopened, image_key
+from .checker import CampaignFailure, Expectations, NewImages, Stats, Violation, check_image
 from .workload import Recorder, run_workload
 
 if TYPE_CHECKING:
@@ -61,22 +61,18 @@ async def powerloss_trial(
         images: list[tuple[str, dict[str, bytes]]] = [("durable", state.durable())]
         if state.unsynced():
             images += [(str(k), state.sample(random.Random(f"{seed}/{at}/{k}"))) for k in range(samples)]
-        seen: set[bytes] = set()
+        seen = NewImages()
         expect = rec.expectations(at, Durability.DISK)
         for label, image in images:
             if only_sample is not None and label != only_sample:
                 continue
-            key = image_key(image)
-            if key in seen:
+            if not seen.first_time(image):
                 continue
-            seen.add(key)
-            fs = MemoryFileOps.from_image(image)
-            fs.makedirs(LOG_DIR)
             try:
                 # Also append after recovery for one image in 8 (chosen per image, so a
                 # replay of one crash point does the same).
                 post = random.Random(f"{seed}/{at}/{label}/post").random() < 0.125
-                stats.acked_checked += await check_reopened(fs, LOG_DIR, expect, append_after=post)
+                stats.acked_checked += await check_image(image, expect, append_after=post)
                 # And for one image in 16, crash again during its recovery (and the first
                 # append after it), at every point.
                 if random.Random(f"{seed}/{at}/{label}/double").random() < 1 / 16:
@@ -118,19 +114,15 @@ async def _crash_during_recovery(image: Mapping[str, bytes], expect: Expectation
         # that used them say nothing any more.
         batches = [b for b in expect.batches if b[1] < post_seq]
         again = dataclasses.replace(expect, required=required, payload=payload, batches=batches)
-        seen: set[bytes] = set()
+        seen = NewImages()
         for label, image2 in (
             ("durable", state.durable()),
             ("0", state.sample(random.Random(f"{tag}/{at}"))),
         ):
-            key = image_key(image2)
-            if key in seen:
+            if not seen.first_time(image2):
                 continue
-            seen.add(key)
-            fs = MemoryFileOps.from_image(image2)
-            fs.makedirs(LOG_DIR)
             try:
-                stats.acked_checked += await check_reopened(fs, LOG_DIR, again)
+                stats.acked_checked += await check_image(image2, again)
             except Violation as exc:
                 raise Violation(
                     f"after a second crash, during recovery, at point {at} ({plops.describe(at)}), "
