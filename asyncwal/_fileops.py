@@ -36,20 +36,21 @@ file system fails with a clear ``OSError`` at the lock.
 
 from __future__ import annotations
 
-import enum
 import errno
 import functools
 import os
-import stat
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import aiofiles
 import aiofiles.threadpool.binary
 
 from ._errors import LogLockedError
+from ._fileops_regular import FileKind as FileKind
+from ._fileops_regular import NotRegularFileError as NotRegularFileError
+from ._fileops_regular import kind_of, open_regular
 
 if TYPE_CHECKING:
     from ._fileops_posix import PosixLocks
@@ -80,47 +81,6 @@ PwritevSync = Callable[[int, Sequence[bytes | memoryview], int], int]
 
 # Linux: pwritev2(RWF_DSYNC) writes and flushes in one call (kernel 4.7+).
 _HAVE_RWF_DSYNC = sys.platform.startswith("linux") and hasattr(os, "RWF_DSYNC")
-# Flags of every open: never follow a symbolic link in the last component, never block on a
-# FIFO (O_NONBLOCK is cleared again once the descriptor is known to be a regular file).
-_O_CLOEXEC: Final = getattr(os, "O_CLOEXEC", 0)
-_O_NOFOLLOW: Final = getattr(os, "O_NOFOLLOW", 0)
-_O_NONBLOCK: Final = getattr(os, "O_NONBLOCK", 0)
-_SAFE_OPEN: Final = _O_CLOEXEC | _O_NOFOLLOW | _O_NONBLOCK
-# Errors an open of a name that is not a regular file can give (ELOOP: a symbolic link under
-# O_NOFOLLOW; EISDIR: a directory opened for writing; ENXIO/EOPNOTSUPP: a socket, a FIFO with
-# no reader opened for writing, a device without a driver).
-_NOT_REGULAR_ERRNOS: Final = frozenset(
-    {errno.ELOOP, errno.EISDIR, errno.ENXIO, errno.EOPNOTSUPP, errno.ENODEV}
-)
-
-
-class FileKind(enum.Enum):
-    """What a name in a directory is, found without following or opening it (``lstat``)."""
-
-    REGULAR = "regular file"
-    DIRECTORY = "directory"
-    SYMLINK = "symbolic link"
-    OTHER = "FIFO, device or socket"
-    MISSING = "missing"
-
-
-class NotRegularFileError(OSError):
-    """A name that must be a regular file is something else; it was not followed or changed.
-
-    :ivar kind: what the name is (never ``REGULAR`` or ``MISSING``)
-    :ivar filename: the path
-    """
-
-    def __init__(self, path: str, kind: FileKind, what: str | None = None) -> None:
-        """:param what: a more precise description than the kind's (e.g. "FIFO")."""
-        codes = {FileKind.SYMLINK: errno.ELOOP, FileKind.DIRECTORY: errno.EISDIR}
-        code = codes.get(kind, errno.EINVAL)
-        super().__init__(code, f"a {what or kind.value}, not a regular file", path)
-        self.kind: Final = kind
-        self.what: Final = what or kind.value
-
-    def __reduce__(self) -> tuple[type[NotRegularFileError], tuple[str, FileKind, str]]:
-        return type(self), (str(self.filename), self.kind, self.what)
 
 
 @dataclass(frozen=True, slots=True)
@@ -336,57 +296,6 @@ class PreadReader:
 # -- the real file system -------------------------------------------------------------------
 
 
-def _kind_of_mode(mode: int) -> tuple[FileKind, str]:
-    """The kind of an ``st_mode``, and its precise name."""
-    if stat.S_ISREG(mode):
-        return FileKind.REGULAR, FileKind.REGULAR.value
-    if stat.S_ISDIR(mode):
-        return FileKind.DIRECTORY, FileKind.DIRECTORY.value
-    if stat.S_ISLNK(mode):
-        return FileKind.SYMLINK, FileKind.SYMLINK.value
-    if stat.S_ISFIFO(mode):
-        return FileKind.OTHER, "FIFO"
-    if stat.S_ISCHR(mode):
-        return FileKind.OTHER, "character device"
-    if stat.S_ISBLK(mode):
-        return FileKind.OTHER, "block device"
-    if stat.S_ISSOCK(mode):
-        return FileKind.OTHER, "socket"
-    return FileKind.OTHER, FileKind.OTHER.value  # pragma: no cover - doors, whiteouts
-
-
-def _lkind(path: str) -> tuple[FileKind, str]:
-    try:
-        st = os.lstat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        return FileKind.MISSING, FileKind.MISSING.value
-    return _kind_of_mode(st.st_mode)
-
-
-def _open_regular(path: str, flags: int, mode: int = 0o644) -> int:
-    """``os.open`` that refuses (with NotRegularFileError) anything but a regular file: never
-    follows a symbolic link, never blocks on a FIFO, never keeps a device open."""
-    try:
-        fd = os.open(path, flags | _SAFE_OPEN, mode)
-    except OSError as exc:
-        if exc.errno in _NOT_REGULAR_ERRNOS:
-            kind, what = _lkind(path)
-            if kind not in (FileKind.REGULAR, FileKind.MISSING):
-                raise NotRegularFileError(path, kind, what) from None
-        raise
-    try:
-        st_mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(st_mode):
-            kind, what = _kind_of_mode(st_mode)
-            raise NotRegularFileError(path, kind, what)
-        if _O_NONBLOCK:
-            os.set_blocking(fd, True)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
-
-
 class _NoLocks:
     """The lock of a platform without ``fcntl``: every call fails with a clear error."""
 
@@ -424,7 +333,7 @@ class _AiofilesReader:
     async def _open(self) -> aiofiles.threadpool.binary.AsyncBufferedReader:
         if self._file is None:
             self._file = await aiofiles.open(  # type: ignore[assignment]
-                self._path, "rb", buffering=0, opener=_open_regular
+                self._path, "rb", buffering=0, opener=open_regular
             )
         assert self._file is not None
         return self._file
@@ -464,7 +373,7 @@ class OsFileOps:
         return os.path.lexists(path)
 
     def kind(self, path: str) -> FileKind:
-        return _lkind(path)[0]
+        return kind_of(path)[0]
 
     def open(self, path: str, *, create: bool = False, exclusive: bool = False) -> int:
         flags = os.O_RDWR
@@ -472,10 +381,10 @@ class OsFileOps:
             flags |= os.O_CREAT
         if exclusive:
             flags |= os.O_EXCL
-        return _open_regular(path, flags)
+        return open_regular(path, flags)
 
     def open_readonly(self, path: str) -> int:
-        return _open_regular(path, os.O_RDONLY)
+        return open_regular(path, os.O_RDONLY)
 
     def close(self, fd: int) -> None:
         os.close(fd)
@@ -529,7 +438,7 @@ class OsFileOps:
             os.fsync(fd)
 
     def sync_dir(self, path: str) -> None:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | _O_CLOEXEC)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
         try:
             os.fsync(fd)
         finally:
@@ -542,7 +451,7 @@ class OsFileOps:
         os.unlink(path)
 
     def lock(self, path: str) -> int:
-        fd = _open_regular(path, os.O_RDWR | os.O_CREAT)
+        fd = open_regular(path, os.O_RDWR | os.O_CREAT)
         try:
             if not platform_locks().try_lock(fd):
                 holder = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
@@ -570,7 +479,7 @@ class OsFileOps:
         of the same directory fails with ``LogLockedError`` as it would against any holder.
         """
         try:
-            fd = _open_regular(path, os.O_RDONLY)
+            fd = open_regular(path, os.O_RDONLY)
         except FileNotFoundError:
             return LockState(False, False, None)
         try:

@@ -18,8 +18,8 @@ import pytest
 
 import asyncwal
 from asyncwal._fileops import FileKind, FileOps, read_all, write_all
+from asyncwal._fileops_dryrun import DryRunFileOps
 from asyncwal._fileops_wrappers import (
-    DryRunFileOps,
     ReadOnlyFileOps,
     Salvaged,
     SalvagingFileOps,
