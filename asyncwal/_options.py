@@ -101,6 +101,13 @@ class Options:
             raise ValueError("batch_interval must be finite: it bounds the loss window")
         if not isinstance(self.preallocate, bool):
             raise TypeError("preallocate must be a bool")
+        if self.file_ops is not None:
+            missing = [name for name in _FILE_OPS_METHODS if not callable(getattr(self.file_ops, name, None))]
+            if missing:
+                raise TypeError(
+                    f"file_ops must be a FileOps (asyncwal.OsFileOps, asyncwal.testing.MemoryFileOps, ...); "
+                    f"{type(self.file_ops).__name__} lacks {', '.join(missing)}"
+                )
 
     @property
     def default_durability(self) -> Durability:
@@ -113,6 +120,28 @@ _MODE_LEVEL: dict[str, Durability] = {
     "batch": Durability.OS,
     "none": Durability.MEMORY,
 }
+
+
+#: The methods every FileOps has (``pwritev_sync`` and ``close_inherited`` are optional).
+_FILE_OPS_METHODS = (
+    "makedirs",
+    "listdir",
+    "exists",
+    "open",
+    "open_readonly",
+    "close",
+    "pwrite",
+    "pread",
+    "size",
+    "truncate",
+    "sync",
+    "sync_dir",
+    "rename",
+    "unlink",
+    "lock",
+    "unlock",
+    "open_reader",
+)
 
 
 def _positive_int(name: str, value: object, minimum: int) -> None:

@@ -196,7 +196,7 @@ async def test_follow_from_a_later_start_and_from_the_future(
 
 async def test_follow_argument_checks(backend: Backend) -> None:
     async with asyncwal.open(backend.path, **backend.options()) as log:
-        with pytest.raises(ValueError, match="OS or DISK"):
+        with pytest.raises(ValueError, match="OS or above"):
             log.follow(durability=Durability.MEMORY)
         with pytest.raises(TypeError):
             log.follow("1")  # type: ignore[arg-type]

@@ -1,0 +1,797 @@
+"""The group-commit engine: pending records, the writer task, groups, levels, failure.
+
+How a record travels (docs/design.md tells it at length):
+
+1. :meth:`Engine.append` runs on the event-loop thread. It takes the next seq and puts the
+   payload on ``_pending``, with no ``await`` in between, so seq order is file order. It
+   registers the caller's own future in the :class:`~asyncwal._levels.Levels` table for the
+   level the caller waits for: cancelling one caller's wait can never cancel another's.
+2. One writer task takes *everything* pending as one group and runs the framing, the write
+   (and, when the mode or a waiter needs it, the fdatasync) in ONE call on the log's private
+   I/O thread (:class:`~asyncwal._segment.SegmentWriter.write_group`). While that call runs, the
+   next group accumulates. In sync mode up to two groups are in flight (one cohort of callers
+   appends while the other's fsync runs); the thread still runs them one at a time, in order.
+3. When the call returns, the engine advances ``OS`` (and ``DISK`` if it synced) in the table,
+   which resolves exactly the futures whose level is now reached. A level above ``DISK`` is
+   advanced by its own acknowledger (:meth:`Engine.external_level`).
+4. If a write or sync raises, the log fails for good: every unresolved future gets its own
+   :class:`LogFailedError` chained to the ``OSError``, and nothing is ever retried.
+
+Only the writer task touches the :class:`SegmentWriter`, and only through the I/O thread, one
+call at a time; every other piece of state here is touched only on the loop thread.
+
+States: OPEN (``_closing`` set once ``close()`` starts: no new work, the writer drains), CLOSED,
+FAILED (sticky), FORKED (this object was inherited by a child process: it never acts again).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+import os
+import statistics
+import threading
+import weakref
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
+
+from ._errors import (
+    LogClosedError,
+    LogFailedError,
+    RecordTooLargeError,
+    WrongEventLoopError,
+    WrongProcessError,
+)
+from ._format import encode_batch
+from ._levels import Levels
+from ._options import Durability
+from ._segment import Batch
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from ._fileops import FileOps
+    from ._iothread import IOThread
+    from ._levels import ExternalLevel
+    from ._options import Options
+    from ._recovery import RecoveredLog, RecoveryReport
+    from ._segment import SegmentWriter
+
+__all__ = ("Checkpoint", "Engine", "Stats")
+
+logger = logging.getLogger("asyncwal")
+
+_T = TypeVar("_T")
+_get_running_loop = asyncio._get_running_loop
+_get_ident = threading.get_ident
+
+_MEMORY: Final = Durability.MEMORY
+_OS: Final = Durability.OS
+_DISK: Final = Durability.DISK
+
+# States.
+_OPEN: Final = 0
+_CLOSED: Final = 1
+_FAILED: Final = 2
+_FORKED: Final = 3
+
+#: Sync mode: a group of at least this many records, found while the I/O thread is idle, is
+#: split in two, to start a second cohort (see _submit_group).
+_SPLIT_RECORDS: Final = 64
+
+#: MEMORY-level acks are immediate until this many records wait for the writer; past that,
+#: an ack waits until the writer has taken the record (see _enqueue_record).
+_MEMORY_ACK_RECORDS: Final = 1024
+
+
+class Checkpoint(NamedTuple):
+    """A durable marker: every record up to ``seq`` was on disk when it was taken."""
+
+    #: the last seq the checkpoint covers (0 if the log was empty)
+    seq: int
+    #: the caller's data, e.g. a snapshot id
+    data: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """An immutable snapshot of a log's counters, from :meth:`Log.stats`."""
+
+    appends: int  #: records accepted (a batch counts each record)
+    batches: int  #: append_batch() calls accepted
+    bytes: int  #: payload bytes written (a batch counts its length table too)
+    groups: int  #: write calls made by the writer (each one group of records)
+    fsyncs: int  #: fdatasync/fsync calls on segments, and durable (RWF_DSYNC) group writes
+    mean_group_size: float  #: records per group
+    group_size_p50: float
+    group_size_p99: float
+    group_size_max: int
+    fsync_p50: float  #: seconds, over the last 4096 fsyncs (a durable write's includes the write)
+    fsync_p99: float
+    fsync_max: float
+    queue_depth: int  #: records accepted but not yet handed to the OS
+    queued_bytes: int  #: bytes of those records
+    executor_seconds: float  #: time the writer spent waiting on its executor
+    segments: int  #: segment files in the log
+
+
+class _Group(NamedTuple):
+    """A group of records handed to the I/O thread."""
+
+    first: int
+    last: int
+    nbytes: int  # payload bytes (a Batch counts its whole body)
+    started: float
+
+
+class Engine:
+    """The group-commit core of one open log. :class:`~asyncwal.Log` is its public face.
+
+    Bound to one event loop (and its thread) and one process. Construct it only through
+    ``asyncwal.open``: recovery has run and the active segment is open.
+    """
+
+    def __init__(
+        self,
+        *,
+        path: str,
+        options: Options,
+        loop: asyncio.AbstractEventLoop,
+        io: IOThread,
+        ops: FileOps,
+        writer: SegmentWriter,
+        recovered: RecoveredLog,
+        lock_handle: int,
+    ) -> None:
+        self.path = path
+        self.options = options
+        self.loop = loop
+        # The hot path checks the thread (33 ns) and that our loop runs (30-50 ns) rather than
+        # the running loop (~230 ns under CPython 3.11: it makes a getpid() call); one thread
+        # runs one loop at a time.
+        self._thread = _get_ident()
+        self._loop_running = loop.is_running
+        self._create_future = loop.create_future
+        self._io = io
+        self.ops = ops
+        self._seg = writer
+        self._lock_handle = lock_handle
+        self._pid = os.getpid()
+        self._max_record = options.max_record_size
+        self._max_pending = options.max_pending_bytes
+        self._default_level = options.default_durability
+        self._sync_each_group = options.sync_mode == "sync"
+        self._batch_mode = options.sync_mode == "batch"
+        self._batch_size = options.batch_size
+        self._batch_interval = options.batch_interval
+
+        #: first seqs of the segment files, oldest first; the last is the active one
+        self.segments: list[int] = recovered.segments
+        self.low_water = recovered.low_water
+        cp = recovered.checkpoint
+        self.checkpoint: Checkpoint | None = Checkpoint(*cp) if cp is not None else None
+        self.recovery_report: RecoveryReport | None = recovered.report
+        #: the lowest seq that truncate_before() must keep (a replication shipper sets it)
+        self.retain_from: Callable[[], int] | None = None
+
+        last = recovered.next_seq - 1
+        self.next_seq = recovered.next_seq
+        self.levels = Levels(last, self._progressed)
+        self._queue = self.levels.queue  # per level: (seq, future) of appends, in seq order
+        self._mark = self.levels.mark
+
+        # Records accepted and not yet taken by the writer: payloads, and a Batch for each
+        # append_batch() call.
+        self._pending: list[bytes | Batch] = []
+        self._pending_batches = 0
+        self._queued_bytes = 0  # pending + in flight: what backpressure bounds
+        # Groups handed to the I/O thread and not yet completed, oldest first (the thread runs
+        # them in this order). Sync mode keeps up to two in flight, so that one cohort of
+        # appenders runs on the loop while the other's write + fsync runs on the thread.
+        self._in_flight: deque[_Group] = deque()
+        self._depth = 2 if options.sync_mode == "sync" else 1
+        self._submitted_seq = last
+        # Appends waiting for queue space, in call order; they get a seq when admitted.
+        self._space_waiters: deque[tuple[Any, Durability, asyncio.Future[Any]]] = deque()
+        # Work for the writer that is not a record.
+        self._checkpoints: list[tuple[int, bytes, asyncio.Future[Checkpoint]]] = []
+        self._truncations: list[tuple[int, asyncio.Future[int]]] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_fired = False
+        # Followers wait on this; set (and dropped) on every progress.
+        self._progress: asyncio.Event | None = None
+
+        self.state = _OPEN
+        self.closing = False
+        self._refusing = False  # state != OPEN or closing: what the hot path checks
+        self._failure: BaseException | None = None
+        self._wakeup: asyncio.Future[None] | None = None
+        self._close_task: asyncio.Task[None] | None = None
+
+        # Counters.
+        self._n_appends = 0
+        self._n_batches = 0
+        self._n_bytes = 0
+        self._n_groups = 0
+        self._n_group_records = 0
+        self._group_sizes: deque[int] = deque(maxlen=4096)
+        self._executor_seconds = 0.0
+
+        _LIVE.add(self)
+        self._writer_task = loop.create_task(self._writer_main(), name=f"asyncwal writer {path}")
+
+    # -- where the log is ------------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        return self.next_seq - 1
+
+    @property
+    def first_seq(self) -> int:
+        return self.segments[0] if self.segments else self.next_seq
+
+    def mark(self, level: Durability) -> int:
+        """Every seq up to this one has reached ``level`` (``MEMORY``: been accepted)."""
+        return self.next_seq - 1 if level is _MEMORY else self._mark[level]
+
+    # -- accepting work --------------------------------------------------------------------
+
+    def append(
+        self, data: bytes | bytearray | memoryview, durability: Durability | None = None
+    ) -> asyncio.Future[int]:
+        """Take a seq for ``data`` and queue it; the future resolves at its level.
+
+        This IS ``Log.append`` (each Log binds it as its own ``append``, see Log.__init__): keep
+        the signature and the behaviour documented there.
+        """
+        if self._refusing or _get_ident() != self._thread or not self._loop_running():
+            raise self.refusal()
+        if type(data) is not bytes:
+            data = to_bytes(data)
+        n = len(data)
+        if n > self._max_record:
+            raise RecordTooLargeError(f"record of {n} bytes exceeds max_record_size={self._max_record}")
+        level = self._default_level if durability is None else self.check_level(durability)
+        fut: asyncio.Future[int] = self._create_future()
+        if self._queued_bytes > self._max_pending or self._space_waiters:
+            self._space_waiters.append((data, level, fut))
+            return fut
+        # What _enqueue_record() does, inlined: this is the hot path, and the call would
+        # cost about a sixth of it.
+        seq = self.next_seq
+        self.next_seq = seq + 1
+        pending = self._pending
+        pending.append(data)
+        self._queued_bytes += n
+        if level is not _MEMORY:
+            self._queue[level].append((seq, fut))
+            if level > _DISK:
+                self.levels.started(level, seq, fut)
+        elif len(pending) < _MEMORY_ACK_RECORDS:
+            fut.set_result(seq)
+        else:
+            self._queue[_MEMORY].append((seq, fut))  # see _enqueue_record
+        if self._wakeup is not None:
+            self._wake()
+        return fut
+
+    def _enqueue_record(self, data: bytes, level: Durability, fut: asyncio.Future[int]) -> None:
+        """Give ``data`` the next seq and queue it; register ``fut`` for ``level``.
+
+        No await and no exception in here: seq order must be file order. The framing (header
+        and CRC) is done by the writer, per frame rather than per record.
+        """
+        seq = self.next_seq
+        self.next_seq = seq + 1
+        pending = self._pending
+        pending.append(data)
+        self._queued_bytes += len(data)
+        if level is not _MEMORY:
+            self._queue[level].append((seq, fut))
+            if level > _DISK:
+                self.levels.started(level, seq, fut)
+        elif len(pending) < _MEMORY_ACK_RECORDS:
+            fut.set_result(seq)
+        else:
+            # Already accepted, but acknowledged only when the writer takes it. Appenders
+            # that await nothing else would otherwise never let the loop wait, and then the
+            # I/O thread rarely gets the GIL back (a thread that releases the GIL for a moment
+            # and takes it again at once keeps it from a waiting thread); the writer would
+            # fall ever further behind and none mode would be the slowest mode.
+            self._queue[_MEMORY].append((seq, fut))
+
+    def append_batch(self, payloads: list[bytes]) -> asyncio.Future[list[int]]:
+        """Queue ``payloads`` as one atomic frame; the future gives their seqs at ``DISK``."""
+        fut: asyncio.Future[list[int]] = self._create_future()
+        if not payloads:
+            fut.set_result([])
+            return fut
+        body = encode_batch(payloads)
+        if len(body) > self.options.max_batch_bytes:
+            raise RecordTooLargeError(
+                f"batch of {len(body)} bytes exceeds max_batch_bytes={self.options.max_batch_bytes}"
+            )
+        if self._queued_bytes > self._max_pending or self._space_waiters:
+            self._space_waiters.append(((body, len(payloads)), _DISK, fut))
+            return fut
+        self._enqueue_batch(body, len(payloads), fut)
+        return fut
+
+    def _enqueue_batch(self, body: bytes, count: int, fut: asyncio.Future[list[int]]) -> None:
+        first = self.next_seq
+        self.next_seq = first + count
+        self._pending.append(Batch(body, count))
+        self._pending_batches += 1
+        self._queued_bytes += len(body)
+        self._n_batches += 1
+        last = first + count - 1
+        self.levels.wait(last, _DISK, fut, list(range(first, last + 1)))
+        self._wake()
+
+    def _admit_space_waiters(self) -> None:
+        """Give queued space waiters their seqs, in call order, while there is room."""
+        waiting = self._space_waiters
+        while waiting and self._queued_bytes <= self._max_pending:
+            item, level, fut = waiting.popleft()
+            if fut.done():  # cancelled while waiting for space: never appended
+                continue
+            if isinstance(item, tuple):
+                self._enqueue_batch(item[0], item[1], fut)
+                continue
+            self._enqueue_record(item, level, fut)
+        self._wake()
+
+    def wait(self, seq: int, level: Durability) -> asyncio.Future[None]:
+        """A future that resolves once ``seq`` (already accepted) has reached ``level``."""
+        fut: asyncio.Future[None] = self._create_future()
+        if level is _MEMORY:
+            fut.set_result(None)
+            return fut
+        self.levels.wait(seq, level, fut, None)
+        if not fut.done():
+            self._wake()
+        return fut
+
+    def request_checkpoint(self, data: bytes) -> asyncio.Future[Checkpoint]:
+        fut: asyncio.Future[Checkpoint] = self._create_future()
+        self._checkpoints.append((self.last_seq, data, fut))
+        self._wake()
+        return fut
+
+    def request_truncation(self, seq: int) -> asyncio.Future[int]:
+        fut: asyncio.Future[int] = self._create_future()
+        self._truncations.append((seq, fut))
+        self._wake()
+        return fut
+
+    def external_level(
+        self,
+        level: Durability,
+        *,
+        timeout: float,
+        timeout_error: Callable[[int], BaseException],
+        start: int = 0,
+    ) -> ExternalLevel:
+        """Hand ``level`` (above ``DISK``) to an acknowledger outside the writer.
+
+        :param timeout: seconds a wait at ``level`` may last; then its future fails with
+            ``timeout_error(seq)`` (the record stays where it is)
+        :param start: the level's mark to begin with (what the acknowledger knows to have
+            reached it already; never above ``durable_seq``)
+        :raises ValueError: ``level`` is one of the engine's own, or is taken
+        """
+        return self.levels.external(level, self.loop, timeout, timeout_error, min(start, self._mark[_DISK]))
+
+    def check_level(self, durability: object) -> Durability:
+        """``durability`` as a level this log offers; ValueError otherwise."""
+        level = _as_level(durability)
+        if not self.levels.offered(level):
+            raise ValueError(
+                f"this log does not offer {level.name}: it was not opened with an acknowledger for it "
+                "(for REPLICATED, open it with replication)"
+            )
+        return level
+
+    # -- state -----------------------------------------------------------------------------
+
+    def refusal(self) -> Exception:
+        """Why a call is refused right now (the caller has checked that it is)."""
+        if self.state == _FORKED:
+            return WrongProcessError(
+                f"the log {self.path} was opened by process {self._pid} and this is a child of it "
+                "(after fork()): it cannot be used here. Open the log in this process instead (with "
+                "several worker processes, one log each: see asyncwal.open_sharded)"
+            )
+        if self.state == _FAILED:
+            err = LogFailedError(f"the log {self.path} has failed ({self._failure!r}); reopen it to recover")
+            err.__cause__ = self._failure
+            return err
+        if self.state or self.closing:
+            return LogClosedError(f"the log {self.path} is closed")
+        return WrongEventLoopError("a log can only be used from the event loop that opened it")
+
+    def check_usable(self) -> None:
+        if self._refusing or self.loop is not _get_running_loop():
+            raise self.refusal()
+
+    def _set_state(self, state: int) -> None:
+        self.state = state
+        self._refusing = state != _OPEN or self.closing
+
+    @property
+    def failed(self) -> bool:
+        return self.state == _FAILED
+
+    @property
+    def forked(self) -> bool:
+        return self.state == _FORKED
+
+    @property
+    def closed(self) -> bool:
+        return self.state == _CLOSED or self.closing
+
+    def forget_after_fork(self) -> None:
+        """In a child after fork(): never touch the parent's files, lock or I/O thread again.
+
+        Runs in the at-fork hook, so it takes no lock and makes no call into the FileOps but
+        ``close_inherited`` (an optional method: the real file system closes the child's copies
+        of the descriptors, so that the child does not keep the parent's lock alive).
+        """
+        self._set_state(_FORKED)
+        close_inherited = getattr(self.ops, "close_inherited", None)
+        if close_inherited is not None:
+            for handle in (self._seg.fd, self._lock_handle):
+                try:
+                    close_inherited(handle)
+                except OSError:
+                    pass
+
+    # -- progress --------------------------------------------------------------------------
+
+    def _progressed(self) -> None:
+        """A mark moved: wake the followers."""
+        if self._progress is not None:
+            self._progress.set()
+            self._progress = None
+
+    async def wait_progress(self, seq: int, limit: Callable[[], int]) -> bool:
+        """Wait until ``limit()`` reaches ``seq``. False once the log is closed and drained.
+
+        :raises LogFailedError: the log failed
+        """
+        while seq > limit():
+            if self.state == _FAILED or self.state == _FORKED:
+                raise self.refusal()
+            if self.state == _CLOSED or (
+                self.closing and self._close_task is not None and self._close_task.done()
+            ):
+                return False
+            if self._progress is None:
+                self._progress = asyncio.Event()
+            await self._progress.wait()
+        return True
+
+    # -- the writer task -------------------------------------------------------------------
+
+    def _wake(self) -> None:
+        w = self._wakeup
+        if w is not None:
+            self._wakeup = None
+            w.set_result(None)
+
+    def _sync_wanted(self) -> bool:
+        """Is an fsync due for records already written (the batch timer, or a waiter)?"""
+        return self._timer_fired or self.levels.needs_sync(self._mark[_OS])
+
+    async def _writer_main(self) -> None:
+        loop = self.loop
+        mark = self._mark
+        try:
+            while not self.state:
+                if self._pending and len(self._in_flight) < self._depth:
+                    self._submit_group()
+                    continue
+                if not self._in_flight:
+                    # The I/O thread is idle: syncs and control work run only then.
+                    if mark[_OS] > mark[_DISK] and self._sync_wanted():
+                        await self._sync_only()
+                        continue
+                    if self._truncations or (self._checkpoints and self._checkpoints[0][0] <= mark[_OS]):
+                        await self._run_control()
+                        continue
+                    if self.closing and not self._pending and not self._space_waiters:
+                        break
+                # Woken by an append, a completed group, a timer, a control call or close().
+                self._wakeup = loop.create_future()
+                await self._wakeup
+            if not self.state and mark[_OS] > mark[_DISK]:
+                await self._sync_only()
+        except asyncio.CancelledError:
+            self._wakeup = None  # cancelled with this task: _fail() must not resolve it
+            self._fail(LogClosedError("the log's writer task was cancelled (was the log closed?)"))
+            raise
+        except BaseException as exc:
+            self._fail(exc)
+
+    async def _in_executor(self, fn: Callable[..., _T], *args: Any) -> _T:
+        start = self.loop.time()
+        try:
+            return await self._io.submit(fn, *args)
+        finally:
+            self._executor_seconds += self.loop.time() - start
+
+    def _submit_group(self) -> None:
+        """Hand the pending records (or, to start a second cohort, the first half) to the
+        I/O thread as one group: one write, plus the fsync when needed, in one call."""
+        items = self._pending
+        first = self._submitted_seq + 1
+        batches = self._pending_batches > 0
+        if self._depth > 1 and not self._in_flight and len(items) >= _SPLIT_RECORDS and not batches:
+            half = len(items) // 2
+            self._pending = items[half:]
+            items = items[:half]
+            last = first + half - 1
+        else:
+            self._pending = []
+            last = self.next_seq - 1
+            self._pending_batches = 0
+        self._submitted_seq = last
+        nbytes = sum(map(len, items)) if not batches else sum(map(_payload_bytes, items))
+        need_sync = (
+            self._sync_each_group
+            or self._timer_fired
+            or (self._batch_mode and last - self._mark[_DISK] >= self._batch_size)
+            or self.levels.needs_sync(last)
+        )
+        group = _Group(first, last, nbytes, self.loop.time())
+        self._in_flight.append(group)
+        fut = self._io.submit(self._seg.write_group, items, first, last, need_sync, batches)
+        fut.add_done_callback(functools.partial(self._group_done, group))
+        if self._queue[_MEMORY]:
+            self.levels.advance(_MEMORY, last)  # held-back MEMORY acks: the writer took them
+        else:
+            self._mark[_MEMORY] = last
+
+    def _group_done(self, group: _Group, fut: asyncio.Future[tuple[list[int], int]]) -> None:
+        """Completion of a group, in submission order: advance the levels, resolve waiters."""
+        assert self._in_flight[0] is group, "groups complete in submission order"
+        self._executor_seconds += self.loop.time() - group.started
+        exc = fut.exception()  # retrieved even when unused: a failed group queued behind a failed one
+        if exc is not None and not self.state:
+            self._fail(exc)
+        self._in_flight.popleft()
+        if self.state:  # failed (now or before), closed or forked: nothing to resolve
+            return
+        created, durable = fut.result()
+        count = group.last - group.first + 1
+        self._n_groups += 1
+        self._n_group_records += count
+        self._group_sizes.append(count)
+        self._n_appends += count
+        self._n_bytes += group.nbytes
+        if created:
+            self.segments.extend(created)
+        self._queued_bytes -= group.nbytes
+        self.levels.advance(_OS, group.last)
+        if durable:
+            self._synced(durable)
+        elif self._batch_mode and self._timer is None and self._mark[_OS] > self._mark[_DISK]:
+            self._timer = self.loop.call_later(self._batch_interval, self._on_timer)
+        if self._space_waiters:
+            self._admit_space_waiters()
+        self._wake()
+
+    async def _sync_only(self) -> None:
+        target = self._mark[_OS]  # what this sync covers: writes only happen in this task
+        await self._in_executor(self._seg.sync)
+        self._synced(target)
+
+    def _synced(self, seq: int) -> None:
+        self.levels.advance(_DISK, seq)
+        if self._mark[_DISK] >= self._mark[_OS]:
+            self._timer_fired = False
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer = None
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._mark[_OS] > self._mark[_DISK]:
+            self._timer_fired = True
+            self._wake()
+
+    async def _run_control(self) -> None:
+        # A request leaves its list only once its I/O is done, so that _fail() reaches it.
+        while self._truncations:
+            seq, tfut = self._truncations[0]
+            if self.retain_from is not None:
+                seq = min(seq, self.retain_from())
+            segs = self.segments
+            victims = [segs[i] for i in range(len(segs) - 1) if segs[i + 1] <= seq]
+            if victims:
+                low_water = max(self.low_water, seq)
+                cp = (self.checkpoint.seq, self.checkpoint.data) if self.checkpoint else None
+                await self._in_executor(self._truncate_io, low_water, cp, victims)
+                self.low_water = low_water
+                del self.segments[: len(victims)]
+                self._progressed()
+            self._truncations.pop(0)
+            if not tfut.done():
+                tfut.set_result(self.first_seq)
+        ready = [c for c in self._checkpoints if c[0] <= self._mark[_OS]]
+        if not ready:
+            return
+        if self._mark[_DISK] < ready[-1][0]:
+            await self._sync_only()
+        for cp_seq, data, cfut in ready:
+            await self._in_executor(self._seg.write_meta, self.low_water, (cp_seq, data))
+            self.checkpoint = Checkpoint(cp_seq, data)
+            self._checkpoints.remove((cp_seq, data, cfut))
+            if not cfut.done():
+                cfut.set_result(self.checkpoint)
+
+    def _truncate_io(self, low_water: int, cp: tuple[int, bytes] | None, victims: list[int]) -> None:
+        self._seg.write_meta(low_water, cp)
+        self._seg.remove_segments(victims)
+
+    # -- failure ---------------------------------------------------------------------------
+
+    def _fail(self, exc: BaseException) -> None:
+        """Enter the failed (or, for a cancelled writer, closed) state; fail every waiter."""
+        if self.state == _FAILED or self.state == _FORKED:
+            return
+        if isinstance(exc, LogClosedError):
+            self._set_state(_CLOSED)
+        else:
+            self._failure = exc
+            self._set_state(_FAILED)
+            logger.error("asyncwal: log %s failed: %r; reopen it to recover", self.path, exc)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+        def error() -> BaseException:
+            if isinstance(exc, LogClosedError):
+                return LogClosedError(str(exc))
+            err = LogFailedError(
+                f"the log failed ({exc!r}); this record's outcome is unknown: it may or may not be "
+                "found when the log is reopened"
+            )
+            err.__cause__ = exc
+            return err
+
+        futures = self.levels.futures()
+        futures += (f for _, _, f in self._space_waiters)
+        futures += (f for _, _, f in self._checkpoints)
+        futures += (f for _, f in self._truncations)
+        self._checkpoints, self._truncations = [], []
+        self._space_waiters.clear()
+        self._pending = []
+        self._pending_batches = 0
+        for fut in futures:
+            if not fut.done():
+                fut.set_exception(error())
+                # Mark retrieved: a caller that stopped waiting must not get a warning later.
+                fut.exception()
+        self._progressed()
+        self._wake()
+
+    # -- closing ---------------------------------------------------------------------------
+
+    async def close(self) -> None:
+        """Drain, fsync, release the directory; see Log.close."""
+        if self.state == _FORKED:
+            return  # the parent's log: nothing of it belongs to this process
+        if self._close_task is None:
+            failed_before = self.state == _FAILED
+            self.closing = True
+            self._refusing = True
+            self._close_task = self.loop.create_task(self._close_impl(failed_before))
+        await asyncio.shield(self._close_task)
+
+    @property
+    def close_started(self) -> bool:
+        return self._close_task is not None
+
+    async def _close_impl(self, failed_before: bool) -> None:
+        self._wake()
+        try:
+            await self._writer_task
+        except asyncio.CancelledError:
+            pass
+        failed_now = self.state == _FAILED and not failed_before
+        healthy = self.state != _FAILED
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        _LIVE.discard(self)
+        try:
+            await self._io.submit(self._release, healthy)
+        except OSError as exc:
+            if healthy:
+                self._fail(exc)
+                failed_now = True
+        finally:
+            self._io.shutdown()
+            if self.state == _OPEN:
+                self._set_state(_CLOSED)
+            self._progressed()
+        if failed_now:
+            raise self.refusal()
+
+    def _release(self, sync: bool) -> None:
+        try:
+            self._seg.close(sync)
+        finally:
+            self.ops.unlock(self._lock_handle)
+
+    # -- observability ---------------------------------------------------------------------
+
+    def stats(self) -> Stats:
+        sizes = sorted(self._group_sizes)
+        fsyncs = sorted(self._seg.fsync_seconds)
+        return Stats(
+            appends=self._n_appends,
+            batches=self._n_batches,
+            bytes=self._n_bytes,
+            groups=self._n_groups,
+            fsyncs=self._seg.fsync_count,
+            mean_group_size=self._n_group_records / self._n_groups if self._n_groups else 0.0,
+            group_size_p50=_quantile(sizes, 0.5),
+            group_size_p99=_quantile(sizes, 0.99),
+            group_size_max=sizes[-1] if sizes else 0,
+            fsync_p50=_quantile(fsyncs, 0.5),
+            fsync_p99=_quantile(fsyncs, 0.99),
+            fsync_max=fsyncs[-1] if fsyncs else 0.0,
+            queue_depth=self.last_seq - self._mark[_OS],
+            queued_bytes=self._queued_bytes,
+            executor_seconds=self._executor_seconds,
+            segments=len(self.segments),
+        )
+
+
+#: Every open engine of this process, so that a child after fork() can disown them.
+_LIVE: weakref.WeakSet[Engine] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    for engine in list(_LIVE):
+        engine.forget_after_fork()
+    _LIVE.clear()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _payload_bytes(item: bytes | Batch) -> int:
+    return len(item.body) if isinstance(item, Batch) else len(item)
+
+
+def _quantile(sorted_values: Sequence[float], q: float) -> float:
+    if not sorted_values:
+        return 0.0
+    if len(sorted_values) == 1:
+        return float(sorted_values[0])
+    return float(
+        statistics.quantiles(sorted_values, n=1000, method="inclusive")[min(998, round(q * 1000) - 1)]
+    )
+
+
+def to_bytes(data: object) -> bytes:
+    if isinstance(data, bytes | bytearray | memoryview):
+        return bytes(data)
+    raise TypeError(f"a record must be bytes-like (bytes, bytearray, memoryview), not {type(data).__name__}")
+
+
+def _as_level(durability: object) -> Durability:
+    if isinstance(durability, Durability):
+        return durability
+    if isinstance(durability, int) and not isinstance(durability, bool):
+        try:
+            return Durability(durability)
+        except ValueError:
+            pass
+    raise ValueError(f"durability must be an asyncwal.Durability, not {durability!r}")
