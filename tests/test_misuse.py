@@ -77,8 +77,9 @@ async def test_seqs_never_appended(backend: Backend) -> None:
         assert log.level_of(1) is asyncwal.Durability.DISK
 
 
-def _io_thread(path: str) -> threading.Thread:
-    (thread,) = [t for t in threading.enumerate() if t.name == f"asyncwal {path}"]
+def _io_thread(path: str, before: set[threading.Thread]) -> threading.Thread:
+    """The I/O thread of the log at ``path`` started since ``before`` was taken."""
+    (thread,) = [t for t in threading.enumerate() if t.name == f"asyncwal {path}" and t not in before]
     return thread
 
 
@@ -92,9 +93,10 @@ async def test_cancelled_open_releases_the_directory_once_recovery_is_done(backe
     fds = _open_fds()
     faulty = FaultyFileOps(backend.memory)
     gate = faulty.block("listdir")  # recovery's first step, after the lock is taken
+    before = set(threading.enumerate())
     opening = asyncio.ensure_future(asyncwal.open(backend.path, file_ops=faulty))
     await gate.wait_entered()
-    io = _io_thread(backend.path)
+    io = _io_thread(backend.path, before)
     opening.cancel()
     with pytest.raises(asyncio.CancelledError):
         await opening
