@@ -14,9 +14,9 @@ which every implementation keeps:
   ``lock_probe`` refuse a name that is not a regular file (a directory, a symbolic link, a
   FIFO, a device or a socket) with :class:`NotRegularFileError`, without following a
   symbolic link and without blocking on a FIFO: a hostile directory can make asyncwal fail
-  with a clear error, never write through a link or wait forever. ``kind`` says what a name
-  is without following or opening it; ``exists`` is true for any name, a dangling symbolic
-  link included.
+  with a clear error, never write through a link or wait forever (for the real file system,
+  :mod:`asyncwal._fileops_regular` does this). ``kind`` says what a name is without
+  following or opening it; ``exists`` is true for any name, a dangling symbolic link included.
 * ``sync`` makes the file's data (and the size, if it changed) durable; ``sync_dir`` makes the
   directory's entries (creations, renames, unlinks) durable.
 * ``lock`` takes the directory lock (an exclusive ``flock`` of the LOCK file, which then holds
