@@ -35,7 +35,7 @@ import threading
 import weakref
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar, cast
 
 from ._errors import (
     LogClosedError,
@@ -44,7 +44,7 @@ from ._errors import (
     WrongEventLoopError,
     WrongProcessError,
 )
-from ._format import encode_batch
+from ._format import decode_batch, encode_batch
 from ._levels import Levels
 from ._options import Durability
 from ._segment import Batch
@@ -202,6 +202,13 @@ class Engine:
         self._timer_fired = False
         # Followers wait on this; set (and dropped) on every progress.
         self._progress: asyncio.Event | None = None
+        # The durable tap (see tap_durable): groups handed to the writer and not yet durable.
+        self._tap: Callable[[int, list[bytes] | None], None] | None = None
+        self._tap_groups: deque[tuple[int, int, list[bytes | Batch], int]] = (
+            deque()
+        )  # first, last, items, bytes
+        self._tap_bytes = 0
+        self._tap_max = 0
 
         self.state = _OPEN
         self.closing = False
@@ -384,6 +391,59 @@ class Engine:
         """
         return self.levels.external(level, self.loop, timeout, timeout_error, min(start, self._mark[_DISK]))
 
+    def tap_durable(self, callback: Callable[[int, list[bytes] | None], None], *, max_bytes: int) -> None:
+        """Hand every record to ``callback`` once it is durable, in seq order, from memory.
+
+        ``callback(first, payloads)`` (on the loop thread; it must not block) gets the records
+        ``first, first + 1, ...`` as soon as they reach ``DISK``; records accepted before the
+        tap are not delivered. While more than ``max_bytes`` wait for their fsync (``none``
+        mode with nobody syncing), they are dropped from memory and ``callback(first, None)``
+        says so: the records from ``first`` up to the next delivery's first seq must then be
+        read from the files. Used by the replication shipper; one tap per log.
+
+        :raises ValueError: a tap is already set
+        """
+        if self._tap is not None:
+            raise ValueError("this log already has a durable tap")
+        self._tap = callback
+        self._tap_max = max_bytes
+
+    def untap_durable(self) -> None:
+        self._tap = None
+        self._tap_groups.clear()
+        self._tap_bytes = 0
+
+    def _tap_group(self, first: int, last: int, items: list[bytes | Batch], nbytes: int) -> None:
+        """A group was handed to the writer: keep it for the tap until it is durable."""
+        groups = self._tap_groups
+        if self._tap_bytes + nbytes > self._tap_max and groups:
+            dropped = groups[0][0]
+            groups.clear()
+            self._tap_bytes = 0
+            assert self._tap is not None
+            self._tap(dropped, None)
+        groups.append((first, last, items, nbytes))
+        self._tap_bytes += nbytes
+
+    def _tap_deliver(self, durable: int) -> None:
+        """Deliver the tapped groups that are wholly durable now."""
+        groups = self._tap_groups
+        tap = self._tap
+        assert tap is not None
+        while groups and groups[0][1] <= durable:
+            first, _, items, nbytes = groups.popleft()
+            self._tap_bytes -= nbytes
+            if any(type(item) is Batch for item in items):
+                payloads: list[bytes] = []
+                for item in items:
+                    if isinstance(item, Batch):
+                        payloads += decode_batch(item.body)
+                    else:
+                        payloads.append(item)
+            else:
+                payloads = cast("list[bytes]", items)
+            tap(first, payloads)
+
     def check_level(self, durability: object) -> Durability:
         """``durability`` as a level this log offers; ValueError otherwise."""
         level = _as_level(durability)
@@ -539,6 +599,8 @@ class Engine:
             self._pending_batches = 0
         self._submitted_seq = last
         nbytes = sum(map(len, items)) if not batches else sum(map(_payload_bytes, items))
+        if self._tap is not None:
+            self._tap_group(first, last, items, nbytes)
         need_sync = (
             self._sync_each_group
             or self._timer_fired
@@ -590,6 +652,8 @@ class Engine:
 
     def _synced(self, seq: int) -> None:
         self.levels.advance(_DISK, seq)
+        if self._tap_groups:
+            self._tap_deliver(seq)
         if self._mark[_DISK] >= self._mark[_OS]:
             self._timer_fired = False
             if self._timer is not None:
