@@ -25,8 +25,7 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ._harness import CellResult
-from ._plots import plot_latency, plot_ratios, plot_throughput
+from ._plots import cell_at, ok_cells, plot_latency, plot_ratios, plot_throughput
 from ._report import fmt_rate, fmt_ratio, fmt_size, fmt_us
 from ._runner import REPO_ROOT, RESULTS_DIR
 from ._subjects import SUBJECTS
@@ -34,6 +33,8 @@ from ._subjects import SUBJECTS
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
+
+    from ._harness import CellResult
 
 __all__ = (
     "ASSETS",
@@ -82,17 +83,6 @@ def _rel(path: Path) -> str:
     return path.resolve().relative_to(REPO_ROOT).as_posix()
 
 
-def _cells(doc: dict[str, Any]) -> list[CellResult]:
-    return [c for c in (CellResult.from_json(x) for x in doc.get("cells", [])) if c.ok]
-
-
-def _cell(cells: list[CellResult], subject: str, loop: str, size: int, w: int) -> CellResult | None:
-    for c in cells:
-        if c.subject == subject and c.size == size and c.workers == w and c.loop in (loop, None):
-            return c
-    return None
-
-
 def _table(header: list[str], rows: list[list[str]], right_from: int = 1) -> str:
     align = ["---" if i < right_from else "---:" for i in range(len(header))]
     lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(align) + " |"]
@@ -126,11 +116,11 @@ SUMMARY_ROWS = (
 
 def render_summary(headline: dict[str, Any]) -> str:
     """One compact table: appends/s and p99 at W = 1 and 256, uvloop, 128 B records."""
-    cells = _cells(headline)
+    cells = ok_cells(headline)
     rows = []
     for subject, name in SUMMARY_ROWS:
-        one = _cell(cells, subject, "uvloop", 128, 1)
-        many = _cell(cells, subject, "uvloop", 128, 256)
+        one = cell_at(cells, subject, "uvloop", 128, 1)
+        many = cell_at(cells, subject, "uvloop", 128, 256)
         if one is None and many is None:
             continue
         rows.append(
@@ -150,11 +140,11 @@ def render_summary(headline: dict[str, Any]) -> str:
 def render_modes(headline: dict[str, Any]) -> str:
     """asyncwal's three modes at W = 1 and 256 (uvloop): rate (range of the repetitions),
     p50 / p99, and the group size reached at 256."""
-    cells = _cells(headline)
+    cells = ok_cells(headline)
     rows = []
     for mode in MODES:
-        one = _cell(cells, f"asyncwal-{mode}", "uvloop", 128, 1)
-        many = _cell(cells, f"asyncwal-{mode}", "uvloop", 128, 256)
+        one = cell_at(cells, f"asyncwal-{mode}", "uvloop", 128, 1)
+        many = cell_at(cells, f"asyncwal-{mode}", "uvloop", 128, 256)
         if one is None or many is None:
             continue
         rows.append(
@@ -211,7 +201,7 @@ def render_where(headline: dict[str, Any]) -> str:
         f"Python {v.get('python', '?')} and uvloop {v.get('uvloop', '?')}, starting "
         f"{str(headline.get('started_utc', '?')).replace('T', ' ').removesuffix('Z')} UTC."
     )
-    raw = _cell(_cells(headline), "raw-fdatasync", "uvloop", 128, 1)
+    raw = cell_at(ok_cells(headline), "raw-fdatasync", "uvloop", 128, 1)
     if raw is not None and raw.p50_us is not None:
         text += f" One `pwrite` + `fdatasync` of a record took {fmt_us(raw.p50_us)} there (median)."
     return text
@@ -252,7 +242,9 @@ def _block_tables(cells: list[CellResult], size: int, w: int) -> str:
         row = [peer.subject + {"asyncio": " aio", "uvloop": " uv", None: ""}[peer.loop]]
         for mode in MODES:
             for loop in ("asyncio", "uvloop"):
-                mine = _cell(block, f"asyncwal-{mode}", loop, size, w) if peer.loop in (None, loop) else None
+                mine = (
+                    cell_at(block, f"asyncwal-{mode}", loop, size, w) if peer.loop in (None, loop) else None
+                )
                 row.append(fmt_ratio(mine.appends_per_s / peer.appends_per_s) if mine else "")
         ratios.append(row)
     out = [
@@ -276,7 +268,7 @@ def _indent(text: str) -> str:
 
 def render_matrix(doc: dict[str, Any]) -> str:
     """Every (size, W) block of a run, each in a collapsed admonition."""
-    cells = _cells(doc)
+    cells = ok_cells(doc)
     reps = doc.get("config", {}).get("repeat", 1)
     out = []
     for size, w in sorted({(c.size, c.workers) for c in cells}):
@@ -478,13 +470,13 @@ def draw(headline_path: str, matrix_path: str, outdir: Path = ASSETS) -> list[Pa
     written: list[Path | None] = []
     for mode in MODES:
         written.append(plot_ratios(headline, mode, outdir / f"ratio_{mode}.png", source=headline_path))
-    for size in sorted({c.size for c in _cells(matrix)}):
+    for size in sorted({c.size for c in ok_cells(matrix)}):
         written.append(
             plot_throughput(
                 matrix, size, outdir / f"throughput_{size}B.png", mb_per_s=size >= 16384, source=matrix_path
             )
         )
-    for w in sorted({c.workers for c in _cells(headline)}):
+    for w in sorted({c.workers for c in ok_cells(headline)}):
         written.append(plot_latency(headline, w, outdir / f"latency_W{w}.png", source=headline_path))
     return [p for p in written if p is not None]
 

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._harness import CellResult
+from ._report import fmt_ratio, fmt_size
 from ._subjects import SUBJECTS
 
 if TYPE_CHECKING:
@@ -34,6 +35,8 @@ if TYPE_CHECKING:
 __all__ = (
     "KEY_SUBJECTS",
     "LABELS",
+    "cell_at",
+    "ok_cells",
     "plot_latency",
     "plot_ratios",
     "plot_run",
@@ -93,13 +96,15 @@ _DURABLE_BAR = "#c0392b"
 _VOLATILE_BAR = "#f5b7b1"
 
 
-def _cells(doc: dict[str, Any]) -> list[CellResult]:
+def ok_cells(doc: dict[str, Any]) -> list[CellResult]:
+    """The cells of a results document that measured something."""
     return [c for c in (CellResult.from_json(x) for x in doc.get("cells", [])) if c.ok]
 
 
-def _find(cells: list[CellResult], subject: str, loop: str | None, size: int, w: int) -> CellResult | None:
+def cell_at(cells: list[CellResult], subject: str, loop: str, size: int, w: int) -> CellResult | None:
+    """The cell of ``subject`` at (size, W) on ``loop``, or its loop-free cell."""
     for c in cells:
-        if (c.subject, c.loop, c.size, c.workers) == (subject, loop, size, w):
+        if (c.subject, c.size, c.workers) == (subject, size, w) and c.loop in (loop, None):
             return c
     return None
 
@@ -140,10 +145,6 @@ def _save(fig: Figure, path: Path, source: str | None) -> Path:
     return path
 
 
-def _fmt_ratio(v: float) -> str:
-    return f"{v:,.0f}x" if v >= 100 else (f"{v:.1f}x" if v >= 10 else f"{v:.2f}x")
-
-
 def _fmt_w(w: int) -> str:
     return f"{w:,}"
 
@@ -160,14 +161,14 @@ def ratio_rows(
     one with the fastest of the other, so they bound what any pairing of repetitions gave.
     Event-loop peers are compared on ``loop`` only; loop-free peers against asyncwal on it.
     """
-    mine = _find(cells, f"asyncwal-{mode}", loop, size, w)
+    mine = cell_at(cells, f"asyncwal-{mode}", loop, size, w)
     if mine is None:
         return []
     rows = []
     for name in SUBJECTS:
         if name.startswith("asyncwal-") or name == "null":
             continue
-        peer = _find(cells, name, loop, size, w) or _find(cells, name, None, size, w)
+        peer = cell_at(cells, name, loop, size, w)
         if peer is None or not peer.appends_per_s:
             continue
         a = mine.samples or [mine.appends_per_s]
@@ -186,7 +187,7 @@ def plot_ratios(
     source: str | None = None,
 ) -> Path | None:
     """Bars of asyncwal ``mode`` ÷ each peer, appends/s, one panel per W measured (at most 2)."""
-    cells = _cells(doc)
+    cells = ok_cells(doc)
     ws = sorted({c.workers for c in cells if c.size == size and c.subject == f"asyncwal-{mode}"})[:2]
     panels = [(w, ratio_rows(cells, mode, loop, size, w)) for w in ws]
     panels = [(w, rows) for w, rows in panels if rows]
@@ -212,9 +213,9 @@ def plot_ratios(
             ax.barh(y, abs(ratio - 1.0), left=min(ratio, 1.0), color=color, height=0.7)
             ax.plot([low, high], [y, y], color="#333333", linewidth=1)
             if ratio >= 1.0:
-                ax.text(max(ratio, high) * 1.15, y, _fmt_ratio(ratio), va="center", ha="left", fontsize=9)
+                ax.text(max(ratio, high) * 1.15, y, fmt_ratio(ratio), va="center", ha="left", fontsize=9)
             else:
-                ax.text(min(ratio, low) / 1.15, y, _fmt_ratio(ratio), va="center", ha="right", fontsize=9)
+                ax.text(min(ratio, low) / 1.15, y, fmt_ratio(ratio), va="center", ha="right", fontsize=9)
         ax.axvline(1.0, color="black", linewidth=0.8)
         ax.set_xscale("log")
         ax.set_xlim(min(lo, 1.0) / 25, max(hi, 1.0) * 8)  # room for the labels
@@ -260,7 +261,7 @@ def plot_throughput(
     source: str | None = None,
 ) -> Path | None:
     """appends/s (or payload MB/s) against W on log-log axes, ticks at the measured W only."""
-    cells = [c for c in _cells(doc) if c.size == size and c.loop in (loop, None) and c.subject != "null"]
+    cells = [c for c in ok_cells(doc) if c.size == size and c.loop in (loop, None) and c.subject != "null"]
     if not cells:
         return None
     plt = _pyplot()
@@ -294,7 +295,7 @@ def plot_throughput(
     ax.set_ylabel(unit)
     ax.yaxis.set_major_formatter(_formatter((lambda v, _: f"{v:,.0f}") if mb_per_s else _fmt_count))
     ax.grid(True, which="major", alpha=0.3)
-    ax.set_title(f"{unit} against W, {_fmt_size(size)} records, {loop}")
+    ax.set_title(f"{unit} against W, {fmt_size(size)} records, {loop}")
     _legend_below(ax)
     fig.tight_layout()
     return _save(fig, path, source)
@@ -325,10 +326,6 @@ def _fmt_micros(v: float, _pos: object = None) -> str:
     return f"{v:g} us"
 
 
-def _fmt_size(size: int) -> str:
-    return f"{size // 1024} KiB" if size >= 1024 and size % 1024 == 0 else f"{size} B"
-
-
 # -- latency ---------------------------------------------------------------------------------
 
 
@@ -351,7 +348,7 @@ def plot_latency(
     """
     cells = [
         c
-        for c in _cells(doc)
+        for c in ok_cells(doc)
         if c.size == size and c.workers == w and c.loop in (loop, None) and c.subject != "null"
     ]
     if w > 1:
@@ -387,7 +384,7 @@ def plot_latency(
     ax.set_xlabel("latency of one append, taken by the caller (log scale)")
     ax.set_ylabel("percentile")
     ax.grid(True, which="major", alpha=0.3)
-    ax.set_title(f"Latency CDF, W = {_fmt_w(w)}, {_fmt_size(size)} records, {loop}")
+    ax.set_title(f"Latency CDF, W = {_fmt_w(w)}, {fmt_size(size)} records, {loop}")
     _legend_below(ax)
     fig.tight_layout()
     return _save(fig, path, source)
@@ -400,7 +397,7 @@ def plot_run(doc: dict[str, Any], outdir: Path) -> list[Path]:
     """The pictures of one run, as ``python -m bench`` writes them next to its results:
     ``throughput_<size>B.png`` per record size (16 KiB and up in MB/s) and
     ``latency_cdf_W<w>_<size>B.png`` for the smallest size, uvloop where it was measured."""
-    cells = _cells(doc)
+    cells = ok_cells(doc)
     loops = {c.loop for c in cells if c.loop}
     loop = "uvloop" if "uvloop" in loops else "asyncio"
     written: list[Path] = []
