@@ -124,6 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     docs.add_argument("--matrix", type=Path, help="default bench/results/latest.json")
     docs.add_argument("--replay", type=Path, help="default bench/results/latest-replay.json")
     docs.add_argument("--memory", type=Path, help="default bench/results/latest-memory.json")
+    docs.add_argument("--nats", type=Path, help="default bench/results/latest-nats.json")
     return p
 
 
@@ -301,5 +302,5 @@ def main(argv: list[str] | None = None) -> int:
     if a.command == "docs":
         from ._docs import main as docs_main
 
-        return docs_main(a.headline, a.matrix, a.replay, a.memory)
+        return docs_main(a.headline, a.matrix, a.replay, a.memory, a.nats)
     return _cmd_run(a)

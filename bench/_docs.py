@@ -337,6 +337,37 @@ def render_memory(doc: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+_NATS_COLUMNS = (
+    ("asyncwal-disk", "asyncwal `DISK`"),
+    ("replicated-packed", "`REPLICATED`, packed"),
+    ("replicated-record", "`REPLICATED`, record"),
+    ("direct-publish", "direct publish"),
+)
+_NATS_SETTINGS = {"always": "`sync_interval: always`", "default": "JetStream default"}
+
+
+def render_nats(doc: dict[str, Any]) -> str:
+    """``python -m bench nats``: appends/s per subject, with the p50 latency at W = 1."""
+    rows = doc.get("rows", [])
+    out = []
+    for setting in dict.fromkeys(r["setting"] for r in rows):
+        for w in sorted({r["workers"] for r in rows if r["setting"] == setting}):
+            cells = []
+            for subject, _ in _NATS_COLUMNS:
+                r = next(
+                    (r for r in rows if (r["setting"], r["subject"], r["workers"]) == (setting, subject, w)),
+                    None,
+                )
+                if r is None:
+                    cells.append("-")
+                elif w == 1:
+                    cells.append(f"{r['rate']:,.0f}/s, p50 {r['p50_ms']:.2f} ms")
+                else:
+                    cells.append(f"{r['rate']:,.0f}/s")
+            out.append([_NATS_SETTINGS.get(setting, setting), f"{w:,}", *cells])
+    return _table(["server setting", "W", *(name for _, name in _NATS_COLUMNS)], out)
+
+
 def _command(doc: dict[str, Any], kind: str) -> str:
     argv = doc.get("argv")
     if argv:
@@ -397,6 +428,7 @@ KINDS: dict[str, Kind] = {
     "matrix": Kind(("matrix",), lambda d: render_matrix(d[0][1])),
     "replay": Kind(("replay",), lambda d: render_replay(d[0][1])),
     "memory": Kind(("memory",), lambda d: render_memory(d[0][1])),
+    "nats": Kind(("nats",), lambda d: render_nats(d[0][1])),
     "runs": Kind(("headline", "matrix", "replay", "memory"), render_runs),
 }
 
@@ -500,13 +532,21 @@ def png_source(path: Path) -> str | None:
 # -- command ---------------------------------------------------------------------------------
 
 
-def main(headline: Path | None, matrix: Path | None, replay: Path | None, memory: Path | None) -> int:
+def main(
+    headline: Path | None,
+    matrix: Path | None,
+    replay: Path | None,
+    memory: Path | None,
+    nats: Path | None = None,
+) -> int:
     """Redraw the pictures and rewrite every generated block from the chosen runs."""
     sources = {
         "headline": _rel(resolve_latest(headline or RESULTS_DIR / "headline" / "latest.json")),
         "matrix": _rel(resolve_latest(matrix or RESULTS_DIR / "latest.json")),
         "replay": _rel(resolve_latest(replay or RESULTS_DIR / "latest-replay.json")),
         "memory": _rel(resolve_latest(memory or RESULTS_DIR / "latest-memory.json")),
+        # python -m bench nats keeps only its latest run: quote that file itself.
+        "nats": _rel(nats or RESULTS_DIR / "latest-nats.json"),
     }
     for role, path in sources.items():
         print(f"{role}: {path}")
