@@ -25,8 +25,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._fmt import fmt_rate, fmt_ratio, fmt_size, fmt_us
 from ._plots import cell_at, ok_cells, plot_latency, plot_ratios, plot_throughput
-from ._report import fmt_rate, fmt_ratio, fmt_size, fmt_us
 from ._runner import REPO_ROOT, RESULTS_DIR
 from ._subjects import SUBJECTS
 

@@ -22,8 +22,8 @@ import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from ._fmt import fmt_ratio, fmt_size
 from ._harness import CellResult
-from ._report import fmt_ratio, fmt_size
 from ._subjects import SUBJECTS
 
 if TYPE_CHECKING:
