@@ -204,6 +204,17 @@ def test_api_reference_names_every_public_name() -> None:
     assert not missing, f"docs/api.md does not document the options {missing}"
 
 
+def test_every_exception_is_on_the_exceptions_page() -> None:
+    text = (ROOT / "docs" / "exceptions.md").read_text(encoding="utf-8")
+    errors = [
+        name
+        for name in asyncwal.__all__
+        if isinstance(getattr(asyncwal, name), type) and issubclass(getattr(asyncwal, name), BaseException)
+    ]
+    missing = [name for name in errors if name not in text]
+    assert not missing, f"docs/exceptions.md does not explain {missing}"
+
+
 def test_stats_fields_are_documented_in_operations() -> None:
     text = (ROOT / "docs" / "operations.md").read_text(encoding="utf-8")
     missing = [f for f in asyncwal.Stats.__dataclass_fields__ if f"`{f}`" not in text]
