@@ -26,8 +26,8 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
+from ._filenames import parse_segment_name
 from ._fileops import FileKind, LockState, PwritevSync, pwrite_each_then_sync, write_all
-from ._format import parse_segment_name
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

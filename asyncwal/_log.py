@@ -24,12 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from ._engine import Checkpoint, Engine, Stats, to_bytes
 from ._errors import RecordTooLargeError, TruncatedError
+from ._filenames import LOCK_NAME, segment_name
 from ._fileops import FileOps, OsFileOps
-from ._format import segment_name
+from ._format import max_frame_length
 from ._iothread import IOThread
 from ._options import Durability, Options
 from ._reader import Record, read_segment
-from ._recovery import RecoveredLog, RecoveryReport, max_frame_length, recover
+from ._recovery import RecoveredLog, RecoveryReport, recover
 from ._segment import SegmentWriter
 
 if TYPE_CHECKING:
@@ -37,7 +38,6 @@ if TYPE_CHECKING:
 
 __all__ = ("LOCK_NAME", "Checkpoint", "Log", "Stats", "open")
 
-LOCK_NAME = "LOCK"
 
 _MEMORY = Durability.MEMORY
 _DISK = Durability.DISK
@@ -433,7 +433,9 @@ def _prepare(ops: FileOps, path: str, opts: Options) -> tuple[int, RecoveredLog,
     try:
         max_frame = max_frame_length(opts.max_record_size, opts.max_batch_bytes)
         recovered = recover(ops, path, opts.recovery, max_frame)
-        writer = SegmentWriter(ops, path, opts.segment_size, opts.preallocate, max_frame)
+        writer = SegmentWriter(
+            ops, path, opts.segment_size, opts.preallocate, max_frame, log_id=recovered.log_id
+        )
         writer.slow_fsync_seconds = opts.slow_fsync_seconds
         if recovered.segments:
             writer.open_existing(recovered.segments[-1], recovered.active_end)

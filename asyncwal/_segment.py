@@ -29,17 +29,18 @@ from collections import deque
 from itertools import accumulate
 from typing import TYPE_CHECKING, NamedTuple, ParamSpec, cast
 
+from ._filenames import META_NAME, segment_name, tmp_name
 from ._fileops import FileOps, PwritevSync, write_all, write_all_durable
 from ._format import (
-    BATCH,
-    FRAME_HEADER_SIZE,
-    META_NAME,
+    MULTI,
     SEGMENT_HEADER_SIZE,
+    Meta,
     encode_frame,
     encode_meta,
     encode_segment_header,
     frame_header,
-    segment_name,
+    frame_size,
+    multi_frame_size,
 )
 
 if TYPE_CHECKING:
@@ -50,11 +51,9 @@ _P = ParamSpec("_P")
 __all__ = ("MAX_GROUP_FRAME", "PREALLOCATE_STEP", "Batch", "SegmentWriter", "write_file_atomically")
 
 PREALLOCATE_STEP = 1 << 18
-#: Records written together share a BATCH frame of at most this many bytes (a single record
-#: larger than that gets a DATA frame of its own).
+#: Records written together share a MULTI frame of at most this many bytes (a single record
+#: larger than that gets a SINGLE frame of its own).
 MAX_GROUP_FRAME = 1 << 20
-#: Bytes a BATCH frame adds to its records' payloads: the header and the count.
-_BATCH_OVERHEAD = FRAME_HEADER_SIZE + 4
 _ZEROS = bytes(PREALLOCATE_STEP)
 
 logger = logging.getLogger("asyncwal")
@@ -66,7 +65,7 @@ def write_file_atomically(ops: FileOps, directory: str, name: str, data: bytes) 
     Write ``name.tmp``, sync it, rename it over ``name``, sync the directory.
     """
     path = os.path.join(directory, name)
-    tmp = path + ".tmp"
+    tmp = tmp_name(path)
     if ops.exists(tmp):
         ops.unlink(tmp)
     fd = ops.open(tmp, create=True, exclusive=True)
@@ -80,7 +79,7 @@ def write_file_atomically(ops: FileOps, directory: str, name: str, data: bytes) 
 
 
 class Batch(NamedTuple):
-    """An ``append_batch()`` in a group: a BATCH payload that keeps a frame of its own."""
+    """An ``append_batch()`` in a group: a MULTI payload that keeps a frame of its own."""
 
     body: bytes
     records: int  #: how many records it holds
@@ -93,13 +92,22 @@ class SegmentWriter:
     :param directory: the log directory
     :param segment_size: bytes after which a new segment is started
     :param preallocate: zero-fill ahead of the write position
-    :param max_frame: the largest frame readers accept (see recovery.max_frame_length)
+    :param max_frame: the largest frame readers accept (see _format.max_frame_length)
+    :param log_id: the log's id, written in every META
     """
 
     def __init__(
-        self, ops: FileOps, directory: str, segment_size: int, preallocate: bool, max_frame: int
+        self,
+        ops: FileOps,
+        directory: str,
+        segment_size: int,
+        preallocate: bool,
+        max_frame: int,
+        *,
+        log_id: str,
     ) -> None:
         self._ops = ops
+        self._log_id = log_id
         self._dir = directory
         self._segment_size = segment_size
         self._frame_cap = min(max_frame, MAX_GROUP_FRAME)
@@ -142,7 +150,7 @@ class SegmentWriter:
         """
         name = segment_name(first_seq)
         path = os.path.join(self._dir, name)
-        tmp = path + ".tmp"
+        tmp = tmp_name(path)
         if self._ops.exists(tmp):
             self._ops.unlink(tmp)
         fd = self._ops.open(tmp, create=True, exclusive=True)
@@ -172,7 +180,7 @@ class SegmentWriter:
     ) -> tuple[list[int], int]:
         """Frame and write a group of records, rotating where a segment fills up.
 
-        Consecutive single records share BATCH frames (one header and one CRC for many); a
+        Consecutive single records share MULTI frames (one header and one CRC for many); a
         :class:`Batch` keeps a frame of its own. No frame spans two segments.
 
         :param items: the payloads of single records, and Batch items, in seq order
@@ -208,7 +216,7 @@ class SegmentWriter:
             room = self._segment_size - used
             item = items[i]
             if batches and type(item) is Batch:
-                end, count, size = i + 1, item.records, FRAME_HEADER_SIZE + len(item.body)
+                end, count, size = i + 1, item.records, frame_size(len(item.body))
             else:
                 end = _run_end(items, i) if batches else n
                 end, size = _fit(items, i, end, min(room, self._frame_cap))
@@ -223,7 +231,7 @@ class SegmentWriter:
                 used = self.offset
                 continue
             if type(item) is Batch:
-                out += (frame_header(seq, item.body, BATCH), item.body)
+                out += (frame_header(seq, item.body, MULTI), item.body)
             else:
                 out += encode_frame(seq, cast("Sequence[bytes]", items[i:end]))
             used += size
@@ -306,7 +314,9 @@ class SegmentWriter:
     # -- META and truncation ---------------------------------------------------------------
 
     def write_meta(self, low_water: int, checkpoint: tuple[int, bytes] | None) -> None:
-        write_file_atomically(self._ops, self._dir, META_NAME, encode_meta(low_water, checkpoint))
+        """Replace META (atomically) with this low-water mark and checkpoint, and the log id."""
+        meta = Meta(low_water, checkpoint, self._log_id)
+        write_file_atomically(self._ops, self._dir, META_NAME, encode_meta(meta))
 
     def remove_segments(self, first_seqs: Sequence[int]) -> None:
         """Unlink the given (whole, inactive) segments, oldest first, then sync the directory."""
@@ -330,15 +340,15 @@ def _fit(items: Sequence[bytes | Batch], i: int, end: int, room: int) -> tuple[i
     ``room`` bytes, and that frame's size: ``(j, size)``."""
     run = items[i:end]
     k = len(run)
-    size = _BATCH_OVERHEAD + 4 * k + sum(map(len, run))
+    size = multi_frame_size(k, sum(map(len, run)))
     if k == 1 or size <= room:  # the common case: the whole run fits
-        return end, size if k > 1 else FRAME_HEADER_SIZE + len(run[0])
+        return end, size if k > 1 else frame_size(len(run[0]))
     lengths = list(accumulate(map(len, run), initial=0))  # lengths[k]: payload bytes of k records
 
-    def frame_size(k: int) -> int:
-        return _BATCH_OVERHEAD + 4 * k + lengths[k]
+    def run_frame_size(k: int) -> int:
+        return multi_frame_size(k, lengths[k])
 
-    k = max(1, bisect_right(range(k + 1), room, key=frame_size) - 1)
+    k = max(1, bisect_right(range(k + 1), room, key=run_frame_size) - 1)
     if k == 1:
-        return i + 1, FRAME_HEADER_SIZE + lengths[1]
-    return i + k, frame_size(k)
+        return i + 1, frame_size(lengths[1])
+    return i + k, run_frame_size(k)

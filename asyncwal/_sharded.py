@@ -42,9 +42,9 @@ import os
 from typing import TYPE_CHECKING, Any, Final
 
 from ._errors import LogLockedError, NoFreeShardError
+from ._filenames import LOCK_NAME, META_NAME, parse_segment_name
 from ._fileops import OsFileOps
-from ._format import META_NAME, parse_segment_name
-from ._log import LOCK_NAME, Log
+from ._log import Log
 from ._log import open as open_log
 from ._options import Options
 

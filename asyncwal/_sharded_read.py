@@ -30,20 +30,20 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import TYPE_CHECKING, Final, NamedTuple, cast
+from typing import TYPE_CHECKING, Final, NamedTuple
 
 from ._errors import CorruptLogError, TruncatedError
-from ._format import FRAME_HEADER_SIZE
+from ._format import max_frame_length
 from ._options import MiB
-from ._reader import Record
-from ._recovery import max_frame_length
+from ._reader import Record, SegmentFrames
 from ._sharded import list_shards, shard_name
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncGenerator, Generator, Mapping
+    from collections.abc import AsyncGenerator, Mapping
 
     from ._fileops import FileOps
-    from ._inspect import Frame, SegmentEnd, SegmentFile
+    from ._reader import SegmentEnd
+    from ._recovery import SegmentScan
 
 __all__ = ("ShardRecord", "ShardedReader")
 
@@ -71,18 +71,18 @@ class _Cursor:
         self.seq = start  # None: from the oldest record still there
         self.max_length = max_length
         self.follow = follow
-        self.segment: SegmentFile | None = None
+        self.segment: SegmentScan | None = None
         self.resume: tuple[int, int] | None = None  # (offset, seq) of the next frame in segment
 
-    def _segments(self) -> list[SegmentFile]:
-        from ._inspect import NotALogError, list_log  # imports fcntl: only when reading
+    def _segments(self) -> list[SegmentScan]:
+        from ._inspect import NotALogError, read_log
 
         try:
-            return list(list_log(self.directory).live_segments)
+            return read_log(self.directory, self.max_length, read="list").segments
         except NotALogError:  # a shard directory made an instant ago, not opened yet
             return []
 
-    def _place(self, segments: list[SegmentFile]) -> bool:
+    def _place(self, segments: list[SegmentScan]) -> bool:
         """Find the segment holding ``self.seq``. False if the shard holds nothing yet."""
         if not segments:
             return False
@@ -103,54 +103,52 @@ class _Cursor:
     def step(self) -> tuple[list[Record], bool]:
         """Read on, up to about ``_TURN_BYTES`` of records. Sync (file I/O): call it in a
         worker thread. :return: the records, and whether more are there already."""
-        from ._inspect import SegmentEnd, read_frames
+        from ._fileops import OsFileOps
 
         if self.segment is None and not self._place(self._segments()):
             return [], False
         assert self.segment is not None and self.seq is not None
         out: list[Record] = []
         size = 0
-        end: SegmentEnd | None = None
-        # A generator (its file is closed by close()), though typed as an iterator.
-        frames = cast(
-            "Generator[Frame | SegmentEnd, None, None]",
-            read_frames(self.segment, self.max_length, resume=self.resume),
-        )
+        ops = OsFileOps()
         try:
-            for item in frames:
-                if isinstance(item, SegmentEnd):
-                    end = item
-                    break
-                for seq, data in item.records():
-                    if seq >= self.seq:
-                        out.append(Record(seq, data))
-                        size += len(data)
-                self.seq = max(self.seq, item.seq + item.count)
-                self.resume = (item.offset + FRAME_HEADER_SIZE + len(item.payload), item.seq + item.count)
+            fd = ops.open_readonly(self.segment.path)
+        except FileNotFoundError:  # removed by the owner's truncate_before before it was read
+            return out, self._after(None)
+        try:
+            frames = SegmentFrames(ops, fd, self.segment.first_seq, self.max_length, resume=self.resume)
+            for frame in frames:
+                for seq, data in frame.records(self.seq):
+                    out.append(Record(seq, data))
+                    size += len(data)
+                self.seq = max(self.seq, frame.seq + frame.count)
+                self.resume = (frame.offset + frame.size, frame.seq + frame.count)
                 if size >= _TURN_BYTES:
                     return out, True
+            end = frames.end
         finally:
-            frames.close()
-        assert end is not None
+            ops.close(fd)
         return out, self._after(end)
 
-    def _after(self, end: SegmentEnd) -> bool:
-        """At the end of the current segment's valid frames: go on to the next segment if
-        there is one. :return: whether more may be read at once."""
+    def _after(self, end: SegmentEnd | None) -> bool:
+        """At the end of the current segment's valid frames (None: the segment is gone):
+        go on to the next segment if there is one. :return: whether more may be read at once."""
         assert self.segment is not None and self.seq is not None
         segments = self._segments()
-        if end.vanished:  # removed by the owner's truncate_before before it was read
+        if end is None:
             self.segment = None
             return self._place(segments)  # a follower whose seq went with it raises here
         after = [s for s in segments if s.first_seq > self.segment.first_seq]
         if not after:
             return False  # the shard's last segment: the end of what is written so far
-        if end.next_seq != after[0].first_seq or end.damage is not None:
+        if end.next_seq != after[0].first_seq or end.reason is not None:
             reason = (
-                end.damage
+                end.reason
                 or f"segment ends at seq {end.next_seq - 1}, the next starts at {after[0].first_seq}"
             )
-            raise CorruptLogError(f"shard {self.shard}: {reason}", segment=end.segment.path, offset=end.end)
+            raise CorruptLogError(
+                f"shard {self.shard}: {reason}", segment=self.segment.path, offset=end.offset
+            )
         self.segment, self.resume = after[0], None
         return True
 

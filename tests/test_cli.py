@@ -25,18 +25,11 @@ import pytest
 
 import asyncwal
 from asyncwal import cli
-from asyncwal._format import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE, segment_name
-from asyncwal._inspect import (
-    Frame,
-    SegmentEnd,
-    SegmentFile,
-    free_broken_name,
-    list_log,
-    plan_recovery,
-    read_frames,
-    scan_log,
-)
-from asyncwal._recovery import max_frame_length, scan_segment
+from asyncwal._filenames import segment_name
+from asyncwal._fileops import OsFileOps
+from asyncwal._format import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE, max_frame_length
+from asyncwal._inspect import LogFrames, free_broken_name, read_log
+from asyncwal._recovery import decide, scan_log
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -139,8 +132,16 @@ def test_info_describes_the_log(tmp_path: Path, capsys: pytest.CaptureFixture[st
     asyncio.run(build())
     code, out, err = _read_only(capsys, path, "info", str(path))
     assert code == 0 and err == ""
-    lines = dict(line.split(None, 1) for line in out.splitlines()[:3])
+    lines = dict(line.split("  ", 1) for line in out.splitlines()[:4])
+    lines = {k.strip(): v.strip() for k, v in lines.items()}
+    log_id = lines.pop("log id")
     assert lines == {"log": f"{path}", "format": "version 1", "segments": "2 (8.0 KiB on disk)"}
+
+    async def the_id() -> str:
+        async with asyncwal.open(path) as log:
+            return log.log_id
+
+    assert log_id == asyncio.run(the_id())
     assert "records         seq 1..62 (62 records)" in out
     assert 'checkpoint      seq 62, data "snapshot-7" (10 bytes)' in out
     assert "lock            free\n" in out
@@ -299,71 +300,20 @@ def test_dump_into_a_closed_pipe_stops_quietly(tmp_path: Path, monkeypatch: pyte
     assert cli.main(["dump", str(path)]) == 0
 
 
-# -- the streaming reader agrees with recovery --------------------------------------------------
+# -- memory ------------------------------------------------------------------------------------
 
 
-def _stream(seg: SegmentFile, chunk_size: int) -> tuple[list[int], SegmentEnd]:
-    seqs: list[int] = []
-    end = None
-    for item in read_frames(seg, MAX_LENGTH, chunk_size=chunk_size):
-        if isinstance(item, Frame):
-            seqs += [seq for seq, _ in item.records()]
-        else:
-            end = item
-    assert end is not None
-    return seqs, end
-
-
-def _damaged_variants(data: bytes) -> Iterator[tuple[str, bytes]]:
-    yield "intact", data
-    for cut in (0, 5, SEGMENT_HEADER_SIZE, _offset(2) + 3, _offset(2) + FRAME_HEADER_SIZE + 7, _offset(4)):
-        yield f"cut at {cut}", data[:cut]
-    for at in (3, _offset(1) + 1, _offset(3) + 9, _offset(3) + FRAME_HEADER_SIZE + 50):
-        flipped = bytearray(data)
-        flipped[at] ^= 0x40
-        yield f"flip at {at}", bytes(flipped)
-    zeroed = bytearray(data)
-    zeroed[_offset(2) : _offset(3)] = bytes(FRAME)  # a lost sector with intact records after it
-    yield "zeroed record", bytes(zeroed)
-    huge = bytearray(data)
-    huge[_offset(1) + 4 : _offset(1) + 8] = (0xFFFFFFF0).to_bytes(4, "little")
-    yield "huge length", bytes(huge)
-    yield "garbage after zeros", data + bytes(100) + b"x"
-
-
-def test_streaming_reader_matches_scan_segment_at_every_chunk_size(tmp_path: Path) -> None:
-    path = tmp_path / "wal"
-
-    async def build() -> None:
-        async with asyncwal.open(path, preallocate=False) as log:
-            for i in range(5):
-                await log.append(_payload(i))
-            await log.append_batch([b"x" * 30, b"y" * 40])
-
-    asyncio.run(build())
-    original = (path / segment_name(1)).read_bytes()
-    target = tmp_path / segment_name(1)
-    for label, data in _damaged_variants(original):
-        target.write_bytes(data)
-        seg = SegmentFile(target.name, str(target), 1, len(data))
-        want = scan_segment(str(target), data, 1, MAX_LENGTH, count_after=False)
-        for chunk_size in (1, 7, 64, 1 << 20):
-            seqs, end = _stream(seg, chunk_size)
-            got = (end.end, end.next_seq, end.damage)
-            assert got == (want.end, want.next_seq, want.damage_reason), (label, chunk_size)
-            assert seqs == list(range(1, want.next_seq)), (label, chunk_size)
-
-
-def test_scan_log_memory_is_one_chunk_plus_one_frame(tmp_path: Path) -> None:
-    """The largest buffer the reader builds is bounded by chunk + frame, not by the segment."""
+def test_reading_a_log_holds_one_chunk_plus_one_frame(tmp_path: Path) -> None:
+    """The largest read is a chunk, not a segment, and little is read twice."""
     path = tmp_path / "wal"
     _build(path, 200, preallocate=False)
     reads: list[int] = []
-    log = list_log(str(path))
-    frames = [i for i in scan_log(log, MAX_LENGTH, on_bytes=reads.append) if isinstance(i, Frame)]
-    assert len(frames) == 200
+    log = read_log(str(path), MAX_LENGTH, read="all", on_bytes=reads.append)
+    assert log.segments[0].records == 200
     assert max(reads) <= 1 << 20
-    assert sum(reads) == (path / segment_name(1)).stat().st_size
+    size = (path / segment_name(1)).stat().st_size
+    assert size <= sum(reads) <= size + len(reads) * FRAME
+    assert sum(frame.count for _, frame in LogFrames(log, MAX_LENGTH)) == 200
 
 
 # -- verify -----------------------------------------------------------------------------------
@@ -423,7 +373,7 @@ def test_the_dry_run_predicts_what_opening_does(tmp_path: Path, mode: str) -> No
     last.write_bytes(bytes(data))
     (path / "00000000000000000999.wal.tmp").write_bytes(b"partial")
     before = _hashes(path)
-    plan = plan_recovery(str(path), mode, MAX_LENGTH)
+    plan = decide(scan_log(OsFileOps(), str(path), MAX_LENGTH, read="all"), mode)
     assert _hashes(path) == before
 
     async def open_it() -> asyncwal.RecoveryReport | None:
@@ -435,12 +385,13 @@ def test_the_dry_run_predicts_what_opening_does(tmp_path: Path, mode: str) -> No
         with pytest.raises(asyncwal.CorruptLogError) as exc_info:
             asyncio.run(open_it())
         assert str(exc_info.value) == str(plan.error)
+        assert _hashes(path) == before  # a refusal changes nothing, leftovers included
     else:
         assert plan.error is None and plan.report is not None
         assert plan.report.records_dropped > 0
         assert asyncio.run(open_it()) == plan.report
-        assert plan.truncations == ((str(last), _offset(2)),)
-    assert str(path / "00000000000000000999.wal.tmp") in plan.unlinks
+        assert plan.truncate == (str(last), _offset(2))
+        assert str(path / "00000000000000000999.wal.tmp") in plan.remove
 
 
 def test_verify_progress_bar(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -671,14 +622,30 @@ def test_a_missing_segment_and_a_bad_header(tmp_path: Path, capsys: pytest.Captu
     code, out, err = _run(capsys, "dump", str(path))
     assert code == 1 and "gap" in err and len(out.splitlines()) == int(names[1][:20]) - 1
 
-    # Damage the header of the (new) last segment instead: it is removed whole, and kept.
+    # Damage the header checksum of the (new) last segment instead: not a torn write, so
+    # only point_in_time removes it (whole, and kept).
     path2 = tmp_path / "wal2"
     _build(path2, 120, segment_size=4096)
     last = path2 / names[-1]
     original = last.read_bytes()
-    last.write_bytes(original[:3] + b"X" + original[4:])
+    damaged = original[:20] + bytes([original[20] ^ 1]) + original[21:]
+    last.write_bytes(damaged)
+    before = _hashes(path2)
     code, out, err = _run(capsys, "repair", str(path2))
+    assert code == 1 and "not a torn write" in err
+    assert _hashes(path2) == before
+    code, out, err = _run(capsys, "repair", str(path2), "--mode", "point_in_time")
     assert code == 0, err
-    assert f"removed {names[-1]}: bad segment header" in out
-    assert (path2 / (names[-1] + ".broken")).read_bytes() == original[:3] + b"X" + original[4:]
+    assert f"removed {names[-1]}: segment header damaged: checksum mismatch" in out
+    assert (path2 / (names[-1] + ".broken")).read_bytes() == damaged
     assert f"the log now holds seq 1..{int(names[-1][:20]) - 1}" in out
+
+    # A file with a segment's name that is not a segment (bad magic): no mode touches it.
+    path3 = tmp_path / "wal3"
+    _build(path3, 120, segment_size=4096)
+    (path3 / names[-1]).write_bytes(b"X" + original[1:])
+    before = _hashes(path3)
+    for mode in ("tolerate_tail", "point_in_time"):
+        code, out, err = _run(capsys, "repair", str(path3), "--mode", mode)
+        assert code == 1 and "not an asyncwal segment" in err
+    assert _hashes(path3) == before

@@ -20,7 +20,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import asyncwal
-from asyncwal._format import FRAME_HEADER_SIZE, META_NAME, SEGMENT_HEADER_SIZE
+from asyncwal._filenames import META_NAME
+from asyncwal._format import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE
 from asyncwal.testing import MemoryFileOps
 from tests.campaign import LOG_DIR, campaign_trials
 from tests.campaign.checker import Violation

@@ -1,6 +1,6 @@
 """Records written together share frames: one header and one CRC per frame, not per record.
 
-Checked on the bytes in the segment files: the writer packs a group's records into BATCH
+Checked on the bytes in the segment files: the writer packs a group's records into MULTI
 frames that fit the segment and the readers' length limit, keeps every ``append_batch()`` in
 a frame of its own, and everything reads back record by record, from any seq.
 """
@@ -11,8 +11,8 @@ import asyncio
 from typing import TYPE_CHECKING
 
 import asyncwal
-from asyncwal._format import BATCH, DATA, FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE, scan_frame
-from asyncwal._recovery import max_frame_length
+from asyncwal._format import FRAME_HEADER_SIZE, MULTI, SEGMENT_HEADER_SIZE, SINGLE, max_frame_length
+from asyncwal._reader import End, FrameDecoder
 
 if TYPE_CHECKING:
     from .conftest import Backend
@@ -22,15 +22,10 @@ def frames(backend: Backend, max_length: int = 1 << 30) -> list[tuple[str, int, 
     """``(segment, seq, count, type, frame bytes)`` of every valid frame, in log order."""
     out = []
     for name in backend.segments():
-        buf = backend.read(name)
-        pos, seq = SEGMENT_HEADER_SIZE, int(name[:20])
-        while True:
-            end, rtype, count, reason = scan_frame(buf, pos, seq, max_length)
-            if end < 0:
-                assert not reason, reason
-                break
-            out.append((name, seq, count, rtype, end - pos))
-            pos, seq = end, seq + count
+        decoder = FrameDecoder(int(name[:20]), max_length)
+        decoder.refill(backend.read(name), eof=True)
+        out += [(name, f.seq, f.count, f.type, f.size) for f in decoder.frames()]
+        assert decoder.end is not None and decoder.end.end is End.CLEAN, decoder.end
     return out
 
 
@@ -46,7 +41,7 @@ async def test_concurrent_appends_share_frames(backend: Backend) -> None:
     found = frames(backend)
     assert sum(f[2] for f in found) == 512
     assert [f[1] for f in found] == sorted(f[1] for f in found)
-    shared = [f for f in found if f[3] == BATCH]
+    shared = [f for f in found if f[3] == MULTI]
     assert shared and len(found) <= stats.groups  # no more frames than writes: none per record
     # On disk a shared record costs its payload plus a 4-byte length, not a 20-byte header.
     assert sum(f[4] for f in found) < 512 * (96 + FRAME_HEADER_SIZE)
@@ -62,7 +57,7 @@ async def test_a_lone_record_keeps_a_data_frame(backend: Backend) -> None:
     async with asyncwal.open(backend.path, **backend.options()) as log:
         for i in range(3):
             await log.append(payload(i))
-    assert [(f[1], f[2], f[3]) for f in frames(backend)] == [(1, 1, DATA), (2, 1, DATA), (3, 1, DATA)]
+    assert [(f[1], f[2], f[3]) for f in frames(backend)] == [(1, 1, SINGLE), (2, 1, SINGLE), (3, 1, SINGLE)]
 
 
 async def test_shared_frames_fit_the_segment(backend: Backend) -> None:
@@ -91,10 +86,10 @@ async def test_shared_frames_respect_the_readers_length_limit(backend: Backend) 
     limit = max_frame_length(256, 1024)
     async with asyncwal.open(backend.path, **opts) as log:
         await asyncio.gather(*(log.append(payload(i)) for i in range(200)))
-    found = frames(backend, max_length=limit)  # scan_frame rejects a longer frame
+    found = frames(backend, max_length=limit)  # the reader rejects a longer frame
     assert sum(f[2] for f in found) == 200
     assert max(f[4] for f in found) <= FRAME_HEADER_SIZE + limit
-    assert sum(f[3] == BATCH for f in found) >= 10
+    assert sum(f[3] == MULTI for f in found) >= 10
     async with asyncwal.open(backend.path, **opts) as log:
         assert log.recovery_report is None
         assert [r.data async for r in log.replay()] == [payload(i) for i in range(200)]
@@ -109,7 +104,7 @@ async def test_append_batch_keeps_its_own_frame_among_shared_ones(backend: Backe
         batch_seqs = await batch
         assert batch_seqs == list(range(51, 58))
     found = frames(backend)
-    assert (51, 7, BATCH) in [(f[1], f[2], f[3]) for f in found]  # exactly its records
+    assert (51, 7, MULTI) in [(f[1], f[2], f[3]) for f in found]  # exactly its records
     assert len(found) == 3  # the records before it, the batch, the records after it
     async with asyncwal.open(backend.path, **backend.options()) as log:
         data = [r.data async for r in log.replay()]

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 import pytest
 
 import asyncwal
-from asyncwal._format import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE, segment_name
+from asyncwal._filenames import segment_name
+from asyncwal._format import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE
 
 if TYPE_CHECKING:
     from .conftest import Backend
@@ -128,14 +129,24 @@ async def test_missing_middle_segment(backend: Backend) -> None:
 
 
 async def test_damaged_header_of_last_segment(backend: Backend) -> None:
+    """A header is durable before its segment gets its name, so a bad header checksum is not
+    a torn write: only point_in_time removes the segment (and the records it held)."""
     await _fill(backend, 60, segment_size=4096)
     names = backend.segments()
     last = names[-1]
     data = bytearray(backend.read(last))
-    data[3] ^= 1
+    data[20] ^= 1  # in the first seq: the magic is intact, the checksum fails
     backend.write(last, bytes(data))
-    async with asyncwal.open(backend.path, **backend.options(segment_size=4096)) as log:
+    for mode in ("tolerate_tail", "strict"):
+        with pytest.raises(asyncwal.CorruptLogError, match="checksum mismatch") as exc_info:
+            await asyncwal.open(backend.path, **backend.options(recovery=mode))
+        assert exc_info.value.segment.endswith(last) and exc_info.value.offset == 0
+    assert backend.read(last) == bytes(data)
+    options = backend.options(segment_size=4096, recovery="point_in_time")
+    async with asyncwal.open(backend.path, **options) as log:
         assert log.last_seq == int(last[:20]) - 1
+        report = log.recovery_report
+        assert report is not None and report.segment.endswith(last) and report.offset == 0
         assert await log.append(b"again") == int(last[:20])
 
 

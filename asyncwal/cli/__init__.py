@@ -36,6 +36,7 @@ import sys
 from typing import TYPE_CHECKING
 
 from .. import __version__
+from .._inspect import NotALogError
 from . import bench, dump, info, repair, restore, verify
 from ._output import Usage, error, reading_options
 
@@ -71,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else 2
     try:
         return int(args.func(args))
-    except Usage as exc:
+    except (Usage, NotALogError) as exc:
         error(args.command, str(exc))
         return 2
     except BrokenPipeError:

@@ -6,15 +6,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .._inspect import LogDir
-    from .._recovery import RecoveryReport
+    from .._recovery import LogScan, RecoveryReport
 
 __all__ = ("checkpoint_notes", "dir_notes", "not_cut")
 
 
-def checkpoint_notes(log: LogDir, last_seq: int) -> list[str]:
+def checkpoint_notes(log: LogScan, last_seq: int) -> list[str]:
     """A note if the checkpoint in META covers seqs beyond ``last_seq``, the end of the log."""
-    cp = log.meta.checkpoint if log.meta is not None else None
+    cp = log.checkpoint
     if cp is None or cp[0] <= last_seq:
         return []
     return [
@@ -23,16 +22,17 @@ def checkpoint_notes(log: LogDir, last_seq: int) -> list[str]:
     ]
 
 
-def dir_notes(log: LogDir) -> list[str]:
+def dir_notes(log: LogScan) -> list[str]:
     """Notes on the files of the directory that are not live segments, META or LOCK."""
     notes = [
         f"{s.name} is below the low-water mark (an interrupted truncate_before): the next open removes it"
-        for s in log.leftovers
+        for s in log.leftover_segments
     ]
-    notes += [f"{n} was never renamed into place: the next open removes it" for n in log.temp_files]
-    notes += [f"{n} holds bytes cut by asyncwal repair (the engine ignores it)" for n in log.broken_files]
+    notes += [f"{n} was never renamed into place: the next open removes it" for n in log.leftover_tmp]
+    notes += [f"{n} holds bytes cut by asyncwal repair (the engine ignores it)" for n in log.broken]
     notes += [
-        f"{n} is not a log file (the log owns its directory: move it elsewhere)" for n in log.other_files
+        f"{n} is not a log file (the log owns its directory: move it elsewhere; asyncwal never touches it)"
+        for n in log.strays
     ]
     return notes
 

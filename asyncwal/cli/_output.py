@@ -13,9 +13,8 @@ import os
 import sys
 from typing import TYPE_CHECKING, Any, Final, TextIO
 
-from .._inspect import LogDir, NotALogError, list_log
+from .._format import max_frame_length
 from .._options import Options
-from .._recovery import max_frame_length
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -32,7 +31,6 @@ __all__ = (
     "frame_limit",
     "human_size",
     "load_rich",
-    "open_dir",
     "plural",
     "preview",
     "reading_options",
@@ -152,17 +150,6 @@ def error(command: str, message: str) -> None:
 def frame_limit(args: argparse.Namespace) -> int:
     """The longest frame payload the log's options allow (longer length fields are damage)."""
     return max_frame_length(args.max_record_size, args.max_batch_bytes)
-
-
-def open_dir(args: argparse.Namespace) -> LogDir:
-    """List the log directory ``args.dir``.
-
-    :raises Usage: it is not a log directory
-    """
-    try:
-        return list_log(args.dir)
-    except NotALogError as exc:
-        raise Usage(str(exc)) from None
 
 
 def reading_options() -> argparse.ArgumentParser:

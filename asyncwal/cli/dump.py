@@ -9,14 +9,15 @@ import struct
 import sys
 from typing import TYPE_CHECKING
 
-from .._format import BATCH
-from .._inspect import Frame, Gap, lock_status, scan_log
-from ._output import LIVE_RETRIES, Usage, error, frame_limit, open_dir, preview
+from .._format import MULTI
+from .._inspect import LogFrames, lock_status, read_log
+from ._output import LIVE_RETRIES, Usage, error, frame_limit, preview
 
 if TYPE_CHECKING:
     import argparse
     from collections.abc import Callable
 
+    from .._reader import Frame
     from ._output import Subcommands
 
 __all__ = ("add_parser",)
@@ -45,25 +46,25 @@ def run(args: argparse.Namespace) -> int:
     hi = args.to_seq
     if hi is not None and hi < lo:
         raise Usage(f"--to {hi} is below --from {lo}")
-    log = open_dir(args)
     lock = lock_status(args.dir)
+    log = read_log(args.dir, frame_limit(args), read="none")
     stream = sys.stdout
-    emit: Callable[[int, bytes, Frame], None]
+    emit: Callable[[int, bytes, str, Frame], None]
     if args.format == "raw":
         binary = stream.buffer
 
-        def emit(seq: int, data: bytes, frame: Frame) -> None:
+        def emit(seq: int, data: bytes, segment: str, frame: Frame) -> None:
             binary.write(_LENGTH.pack(len(data)))
             binary.write(data)
 
     elif args.format == "json":
 
-        def emit(seq: int, data: bytes, frame: Frame) -> None:
+        def emit(seq: int, data: bytes, segment: str, frame: Frame) -> None:
             obj: dict[str, object] = {
                 "seq": seq,
                 "length": len(data),
-                "type": "batch" if frame.kind == BATCH else "data",
-                "segment": frame.segment,
+                "type": "batch" if frame.type == MULTI else "data",
+                "segment": segment,
                 "offset": frame.offset,
             }
             try:
@@ -74,36 +75,31 @@ def run(args: argparse.Namespace) -> int:
 
     else:
 
-        def emit(seq: int, data: bytes, frame: Frame) -> None:
-            where = f"{frame.segment}:{frame.offset}"
-            batch = f" batch={seq - frame.seq + 1}/{frame.count}" if frame.kind == BATCH else ""
+        def emit(seq: int, data: bytes, segment: str, frame: Frame) -> None:
+            where = f"{segment}:{frame.offset}"
+            batch = f" batch={seq - frame.seq + 1}/{frame.count}" if frame.type == MULTI else ""
             stream.write(f"seq={seq} len={len(data)} at={where}{batch} data={preview(data)}\n")
 
-    retries = LIVE_RETRIES if lock.held else 0
-    for item in scan_log(log, frame_limit(args), from_seq=lo, live_retries=retries):
-        if isinstance(item, Frame):
-            if item.seq + item.count <= lo:
-                continue
-            for seq, data in item.records():
-                if seq < lo:
-                    continue
-                if hi is not None and seq > hi:
-                    stream.flush()
-                    return 0
-                emit(seq, data, item)
-        elif isinstance(item, Gap):
-            stream.flush()
-            error("dump", f"{item.segment.name}: {item.reason}; the records from there on are not shown")
-            return 1
-        elif item.damage is not None:
-            stream.flush()
-            error(
-                "dump",
-                f"damage in {item.segment.name} at offset {item.end} ({item.damage}) after seq "
-                f"{item.next_seq - 1}; the records from there on are not shown (run asyncwal verify)",
-            )
-            return 1
+    frames = LogFrames(log, frame_limit(args), from_seq=lo, live_retries=LIVE_RETRIES if lock.held else 0)
+    for segment, frame in frames:
+        if frame.seq + frame.count <= lo:
+            continue
+        for seq, data in frame.records(lo):
+            if hi is not None and seq > hi:
+                stream.flush()
+                return 0
+            emit(seq, data, segment, frame)
     stream.flush()
     if args.format == "raw":
         stream.buffer.flush()
-    return 0
+    stop = frames.stop
+    if stop is None:
+        return 0
+    if stop.offset == 0:
+        problem = f"{stop.segment}: {stop.reason}"
+    else:
+        problem = (
+            f"damage in {stop.segment} at offset {stop.offset} ({stop.reason}) after seq {stop.next_seq - 1}"
+        )
+    error("dump", f"{problem}; the records from there on are not shown (run asyncwal verify)")
+    return 1

@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .._format import FORMAT_VERSION
-from .._inspect import SegmentEnd, lock_status, scan_log, segment_version
+from .._inspect import lock_status, read_log
 from ._notes import checkpoint_notes, dir_notes
-from ._output import LIVE_RETRIES, Out, frame_limit, human_size, open_dir, preview
+from ._output import LIVE_RETRIES, Out, frame_limit, human_size, preview
 
 if TYPE_CHECKING:
     import argparse
@@ -26,25 +26,27 @@ def add_parser(sub: Subcommands, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    log = open_dir(args)
     lock = lock_status(args.dir)
+    # Only the last segment is read (the earlier ones end where their successor starts).
+    log = read_log(
+        args.dir,
+        frame_limit(args),
+        read="last",
+        count_after=False,
+        live_retries=LIVE_RETRIES if lock.held else 0,
+    )
     out = Out()
-    live = log.live_segments
-    last_end: SegmentEnd | None = None
-    if live:
-        # Only the last segment is read (the earlier ones end where their successor starts).
-        for item in scan_log(
-            log, frame_limit(args), from_seq=live[-1].first_seq, live_retries=LIVE_RETRIES if lock.held else 0
-        ):
-            if isinstance(item, SegmentEnd):
-                last_end = item
+    live = log.segments
+    last_end = live[-1].end if live else None
     versions: dict[str, list[str]] = {}
     header_problems: list[str] = []
     for seg in live:
-        version, problem = segment_version(seg)
-        versions.setdefault(str(version), []).append(seg.name)
-        if problem is not None:
-            header_problems.append(f"{seg.name}: {problem}")
+        if seg.not_regular is not None:
+            header_problems.append(f"{seg.name}: a {seg.not_regular}, not a regular file")
+            continue
+        versions.setdefault(str(seg.version), []).append(seg.name)
+        if seg.end is not None and seg.end.offset == 0 and seg.end.reason is not None:
+            header_problems.append(f"{seg.name}: {seg.end.reason}")
     if list(versions) == [str(FORMAT_VERSION)]:
         fmt = f"version {FORMAT_VERSION}"
     elif not versions:
@@ -60,10 +62,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         records = "none"
     meta = log.meta
-    if meta is None:
+    if log.meta_error is not None:
+        checkpoint = low_water = f"unknown: META does not validate ({log.meta_error})"
+    elif meta is None:
         checkpoint, low_water = "none", "none (truncate_before never ran)"
-    elif meta.error is not None:
-        checkpoint = low_water = f"unknown: META does not validate ({meta.error})"
     else:
         cp = meta.checkpoint
         checkpoint = (
@@ -72,31 +74,32 @@ def run(args: argparse.Namespace) -> int:
             else "none"
         )
         low_water = f"{meta.low_water}" if meta.low_water else "none (truncate_before never ran)"
-    out.fields(
-        [
-            ("log", args.dir),
-            ("format", fmt),
-            ("segments", f"{len(live)} ({human_size(sum(s.size for s in live))} on disk)"),
-            ("records", records),
-            ("checkpoint", checkpoint),
-            ("low-water mark", low_water),
-            ("lock", lock.describe()),
-        ]
-    )
+    fields = [
+        ("log", args.dir),
+        ("log id", meta.log_id if meta is not None and meta.log_id else "none yet (given at the next open)"),
+        ("format", fmt),
+        ("segments", f"{len(live)} ({human_size(sum(s.size for s in live))} on disk)"),
+        ("records", records),
+        ("checkpoint", checkpoint),
+        ("low-water mark", low_water),
+        ("lock", lock.describe()),
+    ]
+    out.fields(fields)
     rows = []
     for i, seg in enumerate(live):
         if i + 1 < len(live):
             last_seq = live[i + 1].first_seq - 1
             note = ""
         else:
-            assert last_end is not None
-            last_seq = last_end.next_seq - 1
-            if last_end.vanished:
+            last_seq = last_end.next_seq - 1 if last_end is not None else seg.first_seq - 1
+            if seg.vanished:
                 note = "removed while reading"
-            elif last_end.damage is not None:
-                note = f"damage at offset {last_end.end}: {last_end.damage}"
+            elif last_end is None:
+                note = "not read"
+            elif last_end.reason is not None:
+                note = f"damage at offset {last_end.offset}: {last_end.reason}"
             else:
-                note = f"last: records end at offset {last_end.end:,}"
+                note = f"last: records end at offset {last_end.offset:,}"
         n = last_seq - seg.first_seq + 1
         rows.append(
             [
@@ -115,9 +118,11 @@ def run(args: argparse.Namespace) -> int:
     if live and last_end is not None:
         notes += checkpoint_notes(log, last_end.next_seq - 1)
     notes += header_problems
-    if meta is not None and meta.error is not None:
-        notes.append(f"META does not validate ({meta.error}): every recovery mode refuses to open the log")
-    if header_problems or (last_end is not None and last_end.damage is not None):
+    if log.meta_error is not None:
+        notes.append(
+            f"META does not validate ({log.meta_error}): every recovery mode refuses to open the log"
+        )
+    if header_problems or (last_end is not None and last_end.reason is not None):
         notes.append(f"damage seen: run `asyncwal verify {args.dir}` for the whole story")
     if notes:
         out.line()

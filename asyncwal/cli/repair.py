@@ -8,10 +8,10 @@ import os
 from typing import TYPE_CHECKING
 
 from .._errors import CorruptLogError, LogLockedError
-from .._inspect import SalvagingFileOps, lock_status, quiet_recovery_log
+from .._inspect import SalvagingFileOps, lock_status, quiet_recovery_log, read_log
 from .._log import open as open_log
 from ._notes import not_cut
-from ._output import Out, error, open_dir
+from ._output import Out, error, frame_limit
 
 if TYPE_CHECKING:
     import argparse
@@ -52,8 +52,8 @@ async def _open_and_close(
 
 
 def run(args: argparse.Namespace) -> int:
-    open_dir(args)  # a log directory, not a path to create
     lock = lock_status(args.dir)
+    read_log(args.dir, frame_limit(args), read="none")  # a log directory, not a path to create
     out = Out()
     if lock.held:
         error("repair", f"refused: the log is open ({lock.describe()}); close it first")

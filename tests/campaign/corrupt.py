@@ -17,8 +17,8 @@ import tracemalloc
 from typing import TYPE_CHECKING
 
 import asyncwal
-from asyncwal._format import META_NAME, SEGMENT_HEADER_SIZE, parse_segment_name, scan_frame, segment_name
-from asyncwal._reader import READ_CHUNK
+from asyncwal._filenames import META_NAME, parse_segment_name, segment_name
+from asyncwal._reader import READ_CHUNK, FrameDecoder
 from asyncwal.testing import MemoryFileOps
 
 from . import LOG_DIR
@@ -105,15 +105,9 @@ async def build_log(seed: int, *, records: int = 40) -> OriginalLog:
         first = parse_segment_name(os.path.basename(path))
         if first is None:
             continue
-        pos, seq, out = SEGMENT_HEADER_SIZE, first, []
-        while True:
-            end, _t, count, _r = scan_frame(buf, pos, seq, 1 << 20)
-            if end < 0:
-                break
-            seq += count
-            out.append((end, seq - 1))
-            pos = end
-        frames[path] = out
+        decoder = FrameDecoder(first, 1 << 20)
+        decoder.refill(buf, eof=True)
+        frames[path] = [(end, seq + count - 1) for _at, seq, count, _type, _start, end, _ in decoder.scan()]
     return OriginalLog(image, data, frames)
 
 
