@@ -26,7 +26,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final
 
-from ._filenames import parse_segment_name
+from ._filenames import BROKEN_SUFFIX, parse_segment_name
 from ._fileops import FileKind, LockState, PwritevSync, pwrite_each_then_sync, write_all
 
 if TYPE_CHECKING:
@@ -44,8 +44,6 @@ __all__ = (
     "is_segment_path",
 )
 
-#: Suffix of the copies :class:`SalvagingFileOps` keeps (``NAME.broken``, ``NAME.broken.2``...).
-BROKEN_SUFFIX: Final = ".broken"
 #: Bytes copied per read when salvaging.
 _COPY_CHUNK: Final = 1 << 20
 

@@ -1,39 +1,37 @@
-"""Read-only inspection of a log directory, for the command line (``asyncwal info|dump|verify``),
-and the copy-before-cut file operations of ``asyncwal repair``.
+"""Read-only inspection of a log directory, for the command line (``asyncwal info|dump|verify``).
 
 Nothing here calls :func:`asyncwal.open`, takes the writer's lock or changes a byte of the
-log, except :class:`SalvagingFileOps`, which ``repair`` hands to ``asyncwal.open`` on purpose.
-What the directory holds, and what opening it would do, come from recovery's own
+log: every read goes through :class:`~asyncwal._fileops_wrappers.ReadOnlyFileOps` over the
+FileOps given (the real file system, or one in memory in tests). What the directory holds,
+and what opening it would do, come from recovery's own
 :func:`~asyncwal._recovery.scan_log` and :func:`~asyncwal._recovery.decide` (which change
 nothing): the command line and ``open()`` cannot disagree.
 """
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import logging
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ._filenames import BROKEN_SUFFIX, LOCK_NAME, parse_segment_name
-from ._fileops import OsFileOps
-from ._reader import READ_CHUNK, Frame, SegmentFrames
+from ._filenames import LOCK_NAME
+from ._fileops import NotRegularFileError
+from ._fileops_wrappers import ReadOnlyFileOps
+from ._reader import Frame, SegmentFrames
 from ._recovery import LogScan, scan_log
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
+    from ._fileops import FileOps
+
 __all__ = (
     "LockStatus",
     "LogFrames",
-    "Stop",
     "NotALogError",
-    "SalvagingFileOps",
-    "Salvaged",
-    "free_broken_name",
+    "Stop",
     "lock_status",
     "quiet_recovery_log",
     "read_log",
@@ -45,6 +43,7 @@ class NotALogError(Exception):
 
 
 def read_log(
+    ops: FileOps,
     directory: str,
     max_length: int,
     *,
@@ -53,13 +52,14 @@ def read_log(
     live_retries: int = 0,
     on_bytes: Callable[[int], None] | None = None,
 ) -> LogScan:
-    """Recovery's scan of ``directory`` on the real file system (see _recovery.scan_log).
+    """Recovery's scan of ``directory`` (see _recovery.scan_log), through read-only file
+    operations over ``ops``: nothing can be changed.
 
     :raises NotALogError: it does not exist, is not a directory, or holds no log file
     """
     try:
         scan = scan_log(
-            OsFileOps(),
+            ReadOnlyFileOps(ops),
             directory,
             max_length,
             read=read,
@@ -111,7 +111,10 @@ class LogFrames:
         times (a log open for writing)
     """
 
-    def __init__(self, log: LogScan, max_length: int, *, from_seq: int = 0, live_retries: int = 0) -> None:
+    def __init__(
+        self, ops: FileOps, log: LogScan, max_length: int, *, from_seq: int = 0, live_retries: int = 0
+    ) -> None:
+        self._ops = ReadOnlyFileOps(ops)
         self._log = log
         self._max_length = max_length
         self._from_seq = from_seq
@@ -123,7 +126,7 @@ class LogFrames:
         start = 0
         while start + 1 < len(segs) and segs[start + 1].first_seq <= self._from_seq:
             start += 1
-        ops = OsFileOps()
+        ops = self._ops
         expected: int | None = None
         for i in range(start, len(segs)):
             seg = segs[i]
@@ -158,19 +161,24 @@ class LogFrames:
 
 @dataclass(frozen=True, slots=True)
 class LockStatus:
-    """Who holds the directory lock, found without taking it for more than an instant.
+    """Who holds the directory lock, found with ``FileOps.lock_probe`` (which changes nothing
+    and holds a lock for an instant at most).
 
     :ivar exists: there is a LOCK file (the log was opened at least once)
-    :ivar held: another open file description holds the flock
+    :ivar held: a live opener holds the lock
     :ivar pid: the pid written in LOCK by its holder (a free LOCK that still names a pid was
         not released cleanly: its holder died with the log open)
+    :ivar problem: LOCK is not a regular file (then nobody can open the log)
     """
 
     exists: bool
     held: bool
     pid: int | None
+    problem: str | None = None
 
     def describe(self) -> str:
+        if self.problem is not None:
+            return f"unusable: LOCK is {self.problem}"
         if not self.exists:
             return "free (no LOCK file)"
         if self.held:
@@ -180,33 +188,15 @@ class LockStatus:
         return "free"
 
 
-def lock_status(directory: str) -> LockStatus:
-    """Probe ``directory/LOCK`` with a non-blocking shared flock, released at once.
-
-    The file is opened read-only and never written. The probe holds a shared lock for a few
-    microseconds: an ``asyncwal.open`` of the same directory in that instant fails with
-    ``LogLockedError`` (as it would against any other holder) and can simply be retried.
-    """
-    path = os.path.join(directory, LOCK_NAME)
+def lock_status(ops: FileOps, directory: str) -> LockStatus:
+    """Probe ``directory/LOCK`` without taking it (for more than an instant) or changing it."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
-    except FileNotFoundError:
+        state = ops.lock_probe(os.path.join(directory, LOCK_NAME))
+    except NotRegularFileError as exc:
+        return LockStatus(True, False, None, str(exc.strerror))
+    except (FileNotFoundError, NotADirectoryError):
         return LockStatus(False, False, None)
-    try:
-        text = os.pread(fd, 64, 0).decode("ascii", "replace").strip()
-        pid = int(text) if text.isdigit() else None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except BlockingIOError:
-            return LockStatus(True, True, pid)
-        except OSError as exc:  # pragma: no cover - file systems without flock
-            if exc.errno in (errno.ENOLCK, errno.EOPNOTSUPP):
-                return LockStatus(True, False, pid)
-            raise
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        return LockStatus(True, False, pid)
-    finally:
-        os.close(fd)
+    return LockStatus(state.exists, state.held, state.pid)
 
 
 @contextmanager
@@ -223,90 +213,3 @@ def quiet_recovery_log() -> Iterator[None]:
         yield
     finally:
         logger.removeFilter(drop)
-
-
-# -- repair: keep a copy of whatever recovery cuts --------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Salvaged:
-    """Bytes that ``repair`` kept before recovery cut them.
-
-    :ivar path: the segment they were cut from
-    :ivar offset: where the cut started in it (0: the whole file was removed)
-    :ivar length: bytes kept (everything from ``offset`` to the end of the file)
-    :ivar copy: the file holding them
-    """
-
-    path: str
-    offset: int
-    length: int
-    copy: str
-
-
-def free_broken_name(path: str) -> str:
-    """``path.broken``, or ``path.broken.N`` with the smallest N that is free: a second
-    repair never overwrites what the first one kept."""
-    candidate = path + BROKEN_SUFFIX
-    n = 1
-    while os.path.lexists(candidate):
-        n += 1
-        candidate = f"{path}{BROKEN_SUFFIX}.{n}"
-    return candidate
-
-
-class SalvagingFileOps(OsFileOps):
-    """The real file system, except that segment bytes are kept before they are cut.
-
-    * ``truncate`` of a segment first copies the bytes beyond the new size to a ``.broken``
-      file, fsyncs it and the directory, and only then truncates;
-    * ``unlink`` of a segment renames it to a ``.broken`` name instead (recovery fsyncs the
-      directory afterwards, as it would after an unlink).
-
-    ``unlink`` of anything else (``*.tmp`` leftovers) is a plain unlink, listed in ``removed``.
-    """
-
-    def __init__(self) -> None:
-        self.salvaged: list[Salvaged] = []
-        self.removed: list[str] = []
-        self._paths: dict[int, str] = {}
-
-    def open(self, path: str, *, create: bool = False, exclusive: bool = False) -> int:
-        fd = super().open(path, create=create, exclusive=exclusive)
-        self._paths[fd] = path
-        return fd
-
-    def close(self, fd: int) -> None:
-        self._paths.pop(fd, None)
-        super().close(fd)
-
-    def truncate(self, fd: int, size: int) -> None:
-        path = self._paths.get(fd, "")
-        current = self.size(fd)
-        if size < current and parse_segment_name(os.path.basename(path)) is not None:
-            copy = free_broken_name(path)
-            out = os.open(copy, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0), 0o644)
-            try:
-                offset = size
-                while offset < current:
-                    chunk = os.pread(fd, min(READ_CHUNK, current - offset), offset)
-                    if not chunk:
-                        break
-                    os.write(out, chunk)
-                    offset += len(chunk)
-                os.fsync(out)
-            finally:
-                os.close(out)
-            self.sync_dir(os.path.dirname(path) or ".")
-            self.salvaged.append(Salvaged(path, size, current - size, copy))
-        super().truncate(fd, size)
-
-    def unlink(self, path: str) -> None:
-        if parse_segment_name(os.path.basename(path)) is None:
-            super().unlink(path)
-            self.removed.append(path)
-            return
-        copy = free_broken_name(path)
-        length = os.stat(path).st_size
-        os.rename(path, copy)
-        self.salvaged.append(Salvaged(path, 0, length, copy))

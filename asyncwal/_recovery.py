@@ -37,13 +37,12 @@ import dataclasses
 import enum
 import logging
 import os
-import stat
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final
 
 from ._errors import CorruptLogError
 from ._filenames import BROKEN_SUFFIX, LOCK_NAME, META_NAME, is_leftover_tmp, parse_segment_name
-from ._fileops import OsFileOps
+from ._fileops import FileKind
 from ._format import (
     SEGMENT_HEADER_SIZE,
     FormatError,
@@ -195,30 +194,9 @@ class LogScan:
 
 
 def _not_regular(ops: FileOps, path: str) -> str | None:
-    """What ``path`` is if it exists and is not a regular file (never followed, never opened).
-
-    Uses the FileOps' ``kind`` where it has one; on the real file system otherwise ``lstat``.
-    """
-    kind = getattr(ops, "kind", None)
-    if kind is not None:
-        found = kind(path)
-        name = getattr(found, "name", "")
-        return None if name in ("REGULAR", "MISSING") else str(getattr(found, "value", found))
-    if not isinstance(ops, OsFileOps):
-        return None
-    try:
-        mode = os.lstat(path).st_mode
-    except FileNotFoundError:
-        return None
-    if stat.S_ISREG(mode):
-        return None
-    if stat.S_ISLNK(mode):
-        return "symbolic link"
-    if stat.S_ISDIR(mode):
-        return "directory"
-    if stat.S_ISFIFO(mode):
-        return "FIFO"
-    return "device or socket"
+    """What ``path`` is if it exists and is not a regular file (never followed, never opened)."""
+    kind = ops.kind(path)
+    return None if kind in (FileKind.REGULAR, FileKind.MISSING) else kind.value
 
 
 def _refuse(path: str, message: str, offset: int = 0) -> CorruptLogError:

@@ -75,10 +75,11 @@ class _Cursor:
         self.resume: tuple[int, int] | None = None  # (offset, seq) of the next frame in segment
 
     def _segments(self) -> list[SegmentScan]:
+        from ._fileops import OsFileOps
         from ._inspect import NotALogError, read_log
 
         try:
-            return read_log(self.directory, self.max_length, read="list").segments
+            return read_log(OsFileOps(), self.directory, self.max_length, read="list").segments
         except NotALogError:  # a shard directory made an instant ago, not opened yet
             return []
 

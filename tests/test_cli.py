@@ -27,8 +27,9 @@ import asyncwal
 from asyncwal import cli
 from asyncwal._filenames import segment_name
 from asyncwal._fileops import OsFileOps
+from asyncwal._fileops_wrappers import free_broken_name
 from asyncwal._format import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE, max_frame_length
-from asyncwal._inspect import LogFrames, free_broken_name, read_log
+from asyncwal._inspect import LogFrames, read_log
 from asyncwal._recovery import decide, scan_log
 
 if TYPE_CHECKING:
@@ -308,12 +309,12 @@ def test_reading_a_log_holds_one_chunk_plus_one_frame(tmp_path: Path) -> None:
     path = tmp_path / "wal"
     _build(path, 200, preallocate=False)
     reads: list[int] = []
-    log = read_log(str(path), MAX_LENGTH, read="all", on_bytes=reads.append)
+    log = read_log(OsFileOps(), str(path), MAX_LENGTH, read="all", on_bytes=reads.append)
     assert log.segments[0].records == 200
     assert max(reads) <= 1 << 20
     size = (path / segment_name(1)).stat().st_size
     assert size <= sum(reads) <= size + len(reads) * FRAME
-    assert sum(frame.count for _, frame in LogFrames(log, MAX_LENGTH)) == 200
+    assert sum(frame.count for _, frame in LogFrames(OsFileOps(), log, MAX_LENGTH)) == 200
 
 
 # -- verify -----------------------------------------------------------------------------------
@@ -513,10 +514,10 @@ def test_repair_a_clean_log_cuts_nothing(tmp_path: Path, capsys: pytest.CaptureF
 
 def test_a_second_repair_never_overwrites_the_first_copy(tmp_path: Path) -> None:
     target = tmp_path / "x.wal"
-    assert free_broken_name(str(target)) == str(target) + ".broken"
+    assert free_broken_name(OsFileOps(), str(target)) == str(target) + ".broken"
     (tmp_path / "x.wal.broken").write_bytes(b"1")
     (tmp_path / "x.wal.broken.2").write_bytes(b"2")
-    assert free_broken_name(str(target)) == str(target) + ".broken.3"
+    assert free_broken_name(OsFileOps(), str(target)) == str(target) + ".broken.3"
 
 
 # -- reading a log while it is written --------------------------------------------------------

@@ -113,12 +113,10 @@ _SEAM = {
     "_fileops_dryrun.py",
 }
 #: Modules that still do (their owners are moving them onto the seam): each should leave this set.
-#: What they need is there: ``ops.listdir``, ``ops.kind`` (lstat), ``_fileops.file_size`` and
-#: ``read_all``, ``ops.open_readonly`` + ``ops.pread`` (streaming), ``ops.lock_probe`` (instead of
-#: fcntl), ``ops.exists`` (lexists); ``ReadOnlyFileOps``, ``SalvagingFileOps(base)``,
-#: ``free_broken_name(ops, path)`` in ``_fileops_wrappers`` and ``DryRunFileOps(base)`` in
-#: ``_fileops_dryrun``.
-_NOT_YET_ON_THE_SEAM = {"_inspect.py", "cli"}
+_NOT_YET_ON_THE_SEAM: set[str] = set()
+#: Calls allowed outside the seam because they are not about files of a log: the command line
+#: points a closed pipe's standard output at /dev/null so that exiting cannot fail again.
+_NOT_LOG_FILES = {"cli/__init__.py": ["os.open() line", "os.dup2() line", "os.close() line"]}
 #: ``os`` functions that touch files or directories (``os.path.join`` and friends do not).
 _FILE_CALLS = {
     "open", "close", "read", "write", "pread", "pwrite", "pwritev", "preadv", "fsync", "fdatasync",
@@ -150,7 +148,8 @@ def test_only_the_seam_touches_files() -> None:
         rel = path.relative_to(PACKAGE)
         if rel.name in _SEAM or rel.parts[0] in ("testing", *_NOT_YET_ON_THE_SEAM):
             continue
-        calls = _file_calls(path.read_text())
+        allowed = _NOT_LOG_FILES.get(str(rel), [])
+        calls = [c for c in _file_calls(path.read_text()) if not any(c.startswith(a) for a in allowed)]
         if calls:
             offenders[str(rel)] = calls
     assert not offenders, f"file operations outside the FileOps seam: {offenders}"

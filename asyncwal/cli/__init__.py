@@ -36,12 +36,16 @@ import sys
 from typing import TYPE_CHECKING
 
 from .. import __version__
+from .._errors import WALError
+from .._fileops import OsFileOps
 from .._inspect import NotALogError
 from . import bench, dump, info, repair, restore, verify
 from ._output import Usage, error, reading_options
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    from .._fileops import FileOps
 
 __all__ = ("COMMANDS", "main")
 
@@ -63,22 +67,32 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; return the exit status (usage errors included, never SystemExit)."""
+def main(argv: Sequence[str] | None = None, *, file_ops: FileOps | None = None) -> int:
+    """Run the command line; return the exit status (usage errors included, never SystemExit).
+
+    :param file_ops: the file system the commands work on (the real one by default; tests
+        give a :class:`asyncwal.testing.MemoryFileOps`). ``bench`` always measures the real disk.
+    """
     parser = _parser()
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # --help, --version, or a usage error already printed
         return exc.code if isinstance(exc.code, int) else 2
+    args.ops = file_ops if file_ops is not None else OsFileOps()
     try:
         return int(args.func(args))
     except (Usage, NotALogError) as exc:
         error(args.command, str(exc))
         return 2
-    except BrokenPipeError:
-        # The reader went away (`asyncwal dump DIR | head`): stop quietly, as cat does.
-        _silence_stdout()
-        return 0
+    except (WALError, OSError) as exc:
+        # What the log or the file system refused (a damaged log, a name that is not a
+        # regular file, no permission...): said in one line, never as a traceback.
+        if isinstance(exc, BrokenPipeError):
+            # The reader went away (`asyncwal dump DIR | head`): stop quietly, as cat does.
+            _silence_stdout()
+            return 0
+        error(args.command, f"{type(exc).__name__}: {exc}")
+        return 1
     except KeyboardInterrupt:
         return 130
 

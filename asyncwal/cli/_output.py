@@ -152,6 +152,17 @@ def frame_limit(args: argparse.Namespace) -> int:
     return max_frame_length(args.max_record_size, args.max_batch_bytes)
 
 
+def byte_limit(text: str) -> int:
+    """An argparse type: a size limit in bytes, as the log's options accept it (1 to 2 GiB)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of bytes: {text!r}") from None
+    if not 1 <= value <= 2**31:
+        raise argparse.ArgumentTypeError(f"{value} is not a size limit from 1 byte to 2 GiB ({2**31})")
+    return value
+
+
 def reading_options() -> argparse.ArgumentParser:
     """The arguments of every command that reads a log: its directory and its size limits."""
     defaults = Options()
@@ -159,14 +170,14 @@ def reading_options() -> argparse.ArgumentParser:
     common.add_argument("dir", metavar="DIR", help="the log directory")
     common.add_argument(
         "--max-record-size",
-        type=int,
+        type=byte_limit,
         default=defaults.max_record_size,
         metavar="BYTES",
         help="the log's max_record_size: longer length fields are damage (default %(default)s)",
     )
     common.add_argument(
         "--max-batch-bytes",
-        type=int,
+        type=byte_limit,
         default=defaults.max_batch_bytes,
         metavar="BYTES",
         help="the log's max_batch_bytes (default %(default)s)",

@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .._fileops import OsFileOps
 from .._measure import measure_asyncwal
 from .._options import Durability, Options
 
@@ -110,7 +111,7 @@ def _table(rows: Sequence[BenchRow], loop_name: str, size: int, directory: str) 
 
 def run(args: argparse.Namespace) -> int:
     directory = args.dir or tempfile.gettempdir()
-    os.makedirs(directory, exist_ok=True)
+    OsFileOps().makedirs(directory)  # the disk to measure: always the real one
     loop_name = "asyncio"
     loop_factory: Callable[[], asyncio.AbstractEventLoop] = asyncio.new_event_loop
     if args.loop == "uvloop" or (args.loop == "auto" and _have_uvloop()):

@@ -46,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
     hi = args.to_seq
     if hi is not None and hi < lo:
         raise Usage(f"--to {hi} is below --from {lo}")
-    lock = lock_status(args.dir)
-    log = read_log(args.dir, frame_limit(args), read="none")
+    lock = lock_status(args.ops, args.dir)
+    log = read_log(args.ops, args.dir, frame_limit(args), read="none")
     stream = sys.stdout
     emit: Callable[[int, bytes, str, Frame], None]
     if args.format == "raw":
@@ -80,7 +80,9 @@ def run(args: argparse.Namespace) -> int:
             batch = f" batch={seq - frame.seq + 1}/{frame.count}" if frame.type == MULTI else ""
             stream.write(f"seq={seq} len={len(data)} at={where}{batch} data={preview(data)}\n")
 
-    frames = LogFrames(log, frame_limit(args), from_seq=lo, live_retries=LIVE_RETRIES if lock.held else 0)
+    frames = LogFrames(
+        args.ops, log, frame_limit(args), from_seq=lo, live_retries=LIVE_RETRIES if lock.held else 0
+    )
     for segment, frame in frames:
         if frame.seq + frame.count <= lo:
             continue

@@ -26,9 +26,10 @@ def add_parser(sub: Subcommands, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    lock = lock_status(args.dir)
+    lock = lock_status(args.ops, args.dir)
     # Only the last segment is read (the earlier ones end where their successor starts).
     log = read_log(
+        args.ops,
         args.dir,
         frame_limit(args),
         read="last",

@@ -8,7 +8,8 @@ import os
 from typing import TYPE_CHECKING
 
 from .._errors import CorruptLogError, LogLockedError
-from .._inspect import SalvagingFileOps, lock_status, quiet_recovery_log, read_log
+from .._fileops_wrappers import SalvagingFileOps
+from .._inspect import lock_status, quiet_recovery_log, read_log
 from .._log import open as open_log
 from ._notes import not_cut
 from ._output import Out, error, frame_limit
@@ -52,21 +53,20 @@ async def _open_and_close(
 
 
 def run(args: argparse.Namespace) -> int:
-    lock = lock_status(args.dir)
-    read_log(args.dir, frame_limit(args), read="none")  # a log directory, not a path to create
+    lock = lock_status(args.ops, args.dir)
+    read_log(args.ops, args.dir, frame_limit(args), read="list")  # a log directory, not a path to create
     out = Out()
     if lock.held:
         error("repair", f"refused: the log is open ({lock.describe()}); close it first")
         return 1
-    ops = SalvagingFileOps()
+    ops = SalvagingFileOps(args.ops)
     try:
         with quiet_recovery_log():
             report, first, last = asyncio.run(_open_and_close(args.dir, args, ops))
     except LogLockedError as exc:
         error("repair", f"refused: {exc}")
         return 1
-    except CorruptLogError as exc:
-        _discard_leftover_copies(ops, None)
+    except CorruptLogError as exc:  # recovery refused: it changed nothing
         error("repair", f"refused: recovery mode {args.mode!r} does not cut this damage: {exc}")
         if args.mode != "point_in_time":
             error(
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         out.line("nothing to cut: the log opens cleanly")
     else:
         name = os.path.basename(report.segment)
-        if report.segment in report.segments_removed or not os.path.exists(report.segment):
+        if report.segment in report.segments_removed or not args.ops.exists(report.segment):
             out.line(f"removed {name}: {report.reason}")
         else:
             out.line(f"cut {name} at offset {report.offset:,}: {report.reason}")
@@ -122,7 +122,7 @@ def _discard_leftover_copies(ops: SalvagingFileOps, report: RecoveryReport | Non
     removed = list(ops.removed)
     for item in ops.salvaged:
         if item.offset == 0 and not_cut(item.path, report):
-            os.unlink(item.copy)
+            ops.base.unlink(item.copy)
             removed.append(item.path)
         else:
             kept.append(item)

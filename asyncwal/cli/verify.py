@@ -150,13 +150,13 @@ def _segment_problems(log: LogScan) -> tuple[list[list[str]], list[str]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    lock = lock_status(args.dir)
+    lock = lock_status(args.ops, args.dir)
     max_length = frame_limit(args)
-    listed = read_log(args.dir, max_length, read="none", count_after=False)
+    listed = read_log(args.ops, args.dir, max_length, read="none", count_after=False)
     total = sum(s.size for s in listed.segments)
     retries = LIVE_RETRIES if lock.held else 0
     with _progress(args, total) as advance:
-        log = read_log(args.dir, max_length, read="all", live_retries=retries, on_bytes=advance)
+        log = read_log(args.ops, args.dir, max_length, read="all", live_retries=retries, on_bytes=advance)
     out = Out()
     summary = f"{plural(len(log.segments), 'segment')}, {human_size(total)}; lock {lock.describe()}"
     out.line(f"verify {args.dir}: {summary}")
