@@ -18,6 +18,7 @@ import struct
 import subprocess
 import sys
 import threading
+import uuid
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -28,7 +29,7 @@ from asyncwal import cli
 from asyncwal._filenames import segment_name
 from asyncwal._fileops import OsFileOps
 from asyncwal._fileops_wrappers import free_broken_name
-from asyncwal._format import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE, max_frame_length
+from asyncwal._format import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE, decode_meta, max_frame_length
 from asyncwal._inspect import LogFrames, read_log
 from asyncwal._recovery import decide, scan_log
 
@@ -138,11 +139,8 @@ def test_info_describes_the_log(tmp_path: Path, capsys: pytest.CaptureFixture[st
     log_id = lines.pop("log id")
     assert lines == {"log": f"{path}", "format": "version 1", "segments": "2 (8.0 KiB on disk)"}
 
-    async def the_id() -> str:
-        async with asyncwal.open(path) as log:
-            return log.log_id
-
-    assert log_id == asyncio.run(the_id())
+    meta = decode_meta((path / "META").read_bytes())
+    assert log_id == meta.log_id and str(uuid.UUID(log_id)) == log_id
     assert "records         seq 1..62 (62 records)" in out
     assert 'checkpoint      seq 62, data "snapshot-7" (10 bytes)' in out
     assert "lock            free\n" in out
