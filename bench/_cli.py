@@ -14,6 +14,7 @@
     python -m bench list                         # the subjects and groups
     python -m bench docs [--headline F] [--matrix F] [--replay F] [--memory F]
                                                  # the docs' pictures and tables from saved runs
+    python -m bench http [--rounds 3] [--seconds 5]  # HTTP servers under wrk (see bench/_http.py)
 """
 
 from __future__ import annotations
@@ -282,6 +283,11 @@ def _cmd_list() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["http"]:  # a benchmark of its own, with its own options
+        from ._http import main as http_main
+
+        return http_main(args[1:])
     a = build_parser().parse_args(argv)
     if a.setup:
         from ._setup import setup

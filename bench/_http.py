@@ -38,11 +38,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 
+from ._harness import proc_cpu_seconds
 from ._runner import REPO_ROOT, RESULTS_DIR, machine_info, save_document, timestamp, versions
 
 __all__ = ("STORES", "Cell", "main", "parse_wrk", "plan", "render_markdown")
 
-STORES: Final = ("nothing", "asyncwal-sync", "asyncwal-batch", "asyncwal-none", "sqlite", "redis")
+STORES: Final = (
+    "nothing",
+    "asyncwal-dep",
+    "asyncwal-sync",
+    "asyncwal-batch",
+    "asyncwal-none",
+    "sqlite",
+    "redis",
+)
 SERVERS: Final = ("uvicorn", "aiohttp")
 BODY_SIZE: Final = 128
 CONNECTIONS: Final = 64
@@ -172,9 +181,47 @@ def _stop(proc: subprocess.Popen[bytes]) -> int:
         return proc.wait()
 
 
+def _descendants(pid: int) -> list[int]:
+    """``pid`` and every live process below it (uvicorn's workers), from ``/proc``."""
+    parent: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                raw = f.read().decode()
+        except OSError:
+            continue
+        parent[int(entry)] = int(raw[raw.rindex(")") + 2 :].split()[1])
+    family = [pid]
+    for p in family:  # grows while it is walked: breadth first
+        family += [c for c, pp in parent.items() if pp == p]
+    return family
+
+
+def _cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of the processes (those that exited count 0)."""
+    return sum(proc_cpu_seconds(p) or 0.0 for p in pids)
+
+
+def _loop_cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of the main threads of the processes: where each server
+    process runs its event loop (and so the bound of a worker's requests/s)."""
+    total = 0.0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/task/{pid}/stat", "rb") as f:
+                raw = f.read().decode()
+        except OSError:
+            continue
+        fields = raw[raw.rindex(")") + 2 :].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
 def _stored(cell: Cell, directory: Path, redis_port: int | None) -> int:
     """How many records the store holds (after the server stopped)."""
-    if cell.store == "nothing":
+    if cell.store in ("nothing", "asyncwal-dep"):
         return -1
     if cell.store.startswith("asyncwal-"):
         return _count_asyncwal(directory / "wal", sharded=cell.workers > 1)
@@ -232,7 +279,14 @@ def run_cell(cell: Cell, *, seconds: float, warmup: float, workdir: Path, thread
         _wait_ready(proc, url)
         if warmup > 0:
             _wrk(url + "/e", warmup, script, threads)
+        # The CPU the request costs: the server's processes, and the Redis server's.
+        pids = _descendants(proc.pid) + ([redis_server.pid] if redis_server and redis_server.pid else [])
+        servers = _descendants(proc.pid)
+        cpu, loop_cpu = _cpu_seconds(pids), _loop_cpu_seconds(servers)
         result.update(_wrk(url + "/e", seconds, script, threads))
+        requests = max(1, result["requests"])
+        result["cpu_us_per_request"] = (_cpu_seconds(pids) - cpu) / requests * 1e6
+        result["loop_cpu_us_per_request"] = (_loop_cpu_seconds(servers) - loop_cpu) / requests * 1e6
         status = _stop(proc)
         stored = _stored(cell, directory, redis_server.port if redis_server is not None else None)
         result["stored"] = stored
@@ -343,6 +397,8 @@ def summarize(doc: dict[str, Any]) -> list[dict[str, Any]]:
             row["rps_range"] = (min(rps), max(rps))
             row["p99_s"] = statistics.median(r["p99_s"] for r in good)
             row["p50_s"] = statistics.median(r["p50_s"] for r in good)
+            row["cpu_us"] = statistics.median(r["cpu_us_per_request"] for r in good)
+            row["loop_cpu_us"] = statistics.median(r["loop_cpu_us_per_request"] for r in good)
         for name, base in (
             ("vs_nothing", (server, "nothing", workers)),
             ("vs_sqlite", (server, "sqlite", 1)),
@@ -380,10 +436,12 @@ def render_markdown(doc: dict[str, Any]) -> str:
     lines = [
         f"wrk, {cfg['connections']} connections, POST of {cfg['body_bytes']} B, {cfg['rounds']} interleaved "
         f"rounds of {cfg['seconds']:g} s (after {cfg['warmup']:g} s of warm-up); medians over the rounds, "
-        "ratios taken within each round (range in brackets).",
+        "ratios of requests/s taken within each round (range in brackets). CPU per request: the "
+        "server's processes (and redis-server's), user + system; in brackets, the servers' "
+        "event-loop threads alone.",
         "",
-        "| server | store | req/s | p50 | p99 | vs nothing | vs aiosqlite |",
-        "|---|---|---:|---:|---:|---:|---:|",
+        "| server | store | req/s | p50 | p99 | CPU per request (loop thread) | vs nothing | vs aiosqlite |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for row in summarize(doc):
         name = {"sqlite": "aiosqlite FULL", "redis": "Redis always"}.get(row["store"], row["store"])
@@ -392,11 +450,13 @@ def render_markdown(doc: dict[str, Any]) -> str:
                 " (sharded)" if row["store"].startswith("asyncwal") else ""
             )
         if "rps" not in row:
-            lines.append(f"| {row['server']} | {name} | failed | | | | |")
+            lines.append(f"| {row['server']} | {name} | failed | | | | | |")
             continue
         lines.append(
             f"| {row['server']} | {name} | {row['rps']:,.0f} | {row['p50_s'] * 1e3:.1f} ms | "
-            f"{row['p99_s'] * 1e3:.1f} ms | {_ratio(row, 'vs_nothing')} | {_ratio(row, 'vs_sqlite')} |"
+            f"{row['p99_s'] * 1e3:.1f} ms | {row['cpu_us']:,.0f} us ({row['loop_cpu_us']:,.0f} us) | "
+            f"{_ratio(row, 'vs_nothing')} | "
+            f"{_ratio(row, 'vs_sqlite')} |"
         )
     lines.append("")
     for row in summarize(doc):

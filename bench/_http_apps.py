@@ -4,7 +4,8 @@ user writes it, under FastAPI (served by uvicorn) and aiohttp.
 Each server process serves one store, chosen by the environment (so that ``uvicorn
 --workers N --factory`` can build the app in every worker):
 
-* ``BENCH_HTTP_STORE``: ``nothing`` (reads the body, stores nothing), ``asyncwal-sync``,
+* ``BENCH_HTTP_STORE``: ``nothing`` (reads the body, stores nothing), ``asyncwal-dep`` (takes
+  the log through the dependency, reads the body, stores nothing), ``asyncwal-sync``,
   ``asyncwal-batch``, ``asyncwal-none``, ``sqlite`` (aiosqlite, one shared connection, WAL
   journal, ``synchronous=FULL``), ``redis`` (``redis.asyncio``, RPUSH to a redis-server with
   ``appendfsync always``);
@@ -33,7 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = ("STORES", "aiohttp_app", "fastapi_app")
 
-STORES = ("nothing", "asyncwal-sync", "asyncwal-batch", "asyncwal-none", "sqlite", "redis")
+STORES = ("nothing", "asyncwal-dep", "asyncwal-sync", "asyncwal-batch", "asyncwal-none", "sqlite", "redis")
 
 
 def _store() -> str:
@@ -45,7 +46,7 @@ def _store() -> str:
 
 def _wal_options() -> tuple[str, bool, dict[str, Any]]:
     """Where the log goes, whether it is sharded, and its sync mode."""
-    mode = _store().removeprefix("asyncwal-")
+    mode = _store().removeprefix("asyncwal-").replace("dep", "sync")
     directory = os.path.join(os.environ["BENCH_HTTP_DIR"], "wal")
     return directory, os.environ.get("BENCH_HTTP_SHARDED") == "1", {"sync_mode": mode}
 
@@ -82,9 +83,18 @@ def fastapi_app() -> "FastAPI":
         directory, sharded, options = _wal_options()
         app = FastAPI(lifespan=wal_lifespan(directory, sharded=sharded, **options))
 
-        @app.post("/e")
-        async def append(request: Request, log: WalDep) -> dict[str, int]:
-            return {"seq": await log.append(await request.body())}
+        if store == "asyncwal-dep":
+
+            @app.post("/e")
+            async def dependency_only(request: Request, log: WalDep) -> dict[str, int]:
+                await request.body()
+                return {"seq": 0}
+
+        else:
+
+            @app.post("/e")
+            async def append(request: Request, log: WalDep) -> dict[str, int]:
+                return {"seq": await log.append(await request.body())}
 
         return app
 
@@ -168,7 +178,12 @@ def aiohttp_app() -> "web.Application":
         async def append(request: web.Request) -> web.Response:
             return web.json_response({"seq": await request.app[WAL_KEY].append(await request.read())})
 
-        app.router.add_post("/e", append)
+        async def lookup_only(request: web.Request) -> web.Response:
+            request.app[WAL_KEY]
+            await request.read()
+            return web.json_response({"seq": 0})
+
+        app.router.add_post("/e", lookup_only if store == "asyncwal-dep" else append)
     elif store == "nothing":
 
         async def nothing(request: web.Request) -> web.Response:

@@ -22,12 +22,14 @@ PIP_PACKAGES: dict[str, str] = {
     "uvloop": "uvloop>=0.19",
     "aiofiles": "aiofiles>=23.2",
     "pyinstrument": "pyinstrument>=4.6",
+    "httptools": "httptools>=0.6",  # bench http: uvicorn's fast HTTP parser, as uvicorn[standard]
 }
 
-#: Executables of the Redis peer (name -> Debian package providing it).
+#: Executables of the peers (name -> Debian package providing it): Redis, and wrk for bench http.
 TOOLS: dict[str, str] = {
     "redis-server": "redis-server",
     "redis-benchmark": "redis-tools",
+    "wrk": "wrk",  # bench http
 }
 
 
