@@ -17,6 +17,9 @@ to :data:`COMMANDS`.
 Exit status: 0 when all is well, 1 when damage is found (``info`` excepted) or a repair is
 refused, 2 for a usage error (bad arguments, not a log directory).
 
+``info``, ``dump``, ``verify`` and ``repair`` also take the directory of a sharded log and run
+on each shard in turn (``_shards``).
+
 ``info``, ``dump`` and ``verify`` read the segment files directly: they never call
 :func:`asyncwal.open`, never take the writer's lock and never write to the directory, so
 they are safe on a log that another process has open. ``repair`` opens the log (opening
@@ -41,6 +44,7 @@ from .._fileops import OsFileOps
 from .._inspect import NotALogError
 from . import bench, dump, info, repair, restore, verify
 from ._output import Usage, error, reading_options
+from ._shards import SHARDED_COMMANDS, add_shard_option, run_sharded
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -64,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     common = reading_options()
     for command in COMMANDS:
         command.add_parser(sub, common)
+    for name in SHARDED_COMMANDS:  # they also take a sharded log's directory
+        add_shard_option(sub.choices[name])
     return parser
 
 
@@ -80,7 +86,8 @@ def main(argv: Sequence[str] | None = None, *, file_ops: FileOps | None = None) 
         return exc.code if isinstance(exc.code, int) else 2
     args.ops = file_ops if file_ops is not None else OsFileOps()
     try:
-        return int(args.func(args))
+        status = run_sharded(args, args.func) if args.command in SHARDED_COMMANDS else None
+        return int(args.func(args)) if status is None else status
     except (Usage, NotALogError) as exc:
         error(args.command, str(exc))
         return 2

@@ -58,9 +58,11 @@ def run(args: argparse.Namespace) -> int:
             binary.write(data)
 
     elif args.format == "json":
+        shard = getattr(args, "shard", None)  # set when the log is a shard of a sharded log
 
         def emit(seq: int, data: bytes, segment: str, frame: Frame) -> None:
-            obj: dict[str, object] = {
+            obj: dict[str, object] = {} if shard is None else {"shard": shard}
+            obj |= {
                 "seq": seq,
                 "length": len(data),
                 "type": "batch" if frame.type == MULTI else "data",
