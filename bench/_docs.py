@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._fmt import fmt_rate, fmt_ratio, fmt_size, fmt_us
+from ._http import render_docs as render_http
 from ._plots import cell_at, ok_cells, plot_latency, plot_ratios, plot_throughput
 from ._runner import REPO_ROOT, RESULTS_DIR
 from ._subjects import SUBJECTS
@@ -430,6 +431,7 @@ KINDS: dict[str, Kind] = {
     "memory": Kind(("memory",), lambda d: render_memory(d[0][1])),
     "nats": Kind(("nats",), lambda d: render_nats(d[0][1])),
     "runs": Kind(("headline", "matrix", "replay", "memory"), render_runs),
+    "http": Kind(("http",), lambda d: render_http(d[0][1])),
 }
 
 
@@ -547,6 +549,7 @@ def main(
         "memory": _rel(resolve_latest(memory or RESULTS_DIR / "latest-memory.json")),
         # python -m bench nats keeps only its latest run: quote that file itself.
         "nats": _rel(nats or RESULTS_DIR / "latest-nats.json"),
+        "http": _rel(resolve_latest(RESULTS_DIR / "latest-http.json")),
     }
     for role, path in sources.items():
         print(f"{role}: {path}")

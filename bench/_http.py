@@ -41,7 +41,7 @@ from typing import Any, Final
 from ._harness import proc_cpu_seconds
 from ._runner import REPO_ROOT, RESULTS_DIR, machine_info, save_document, timestamp, versions
 
-__all__ = ("STORES", "Cell", "main", "parse_wrk", "plan", "render_markdown")
+__all__ = ("STORES", "Cell", "main", "parse_wrk", "plan", "render_docs", "render_markdown")
 
 STORES: Final = (
     "nothing",
@@ -474,6 +474,49 @@ def render_markdown(doc: dict[str, Any]) -> str:
     for r in failed:
         lines.append(f"- FAILED round {r['round'] + 1} {r['server']} {r['store']}: {r['error']}")
     return "\n".join(lines)
+
+
+#: How the documentation names each store.
+_NAMES: Final = {
+    "nothing": "stores nothing",
+    "asyncwal-dep": "takes the log (`WalDep`; aiohttp: `app[WAL_KEY]`), stores nothing",
+    "asyncwal-sync": "asyncwal `sync` (on disk)",
+    "asyncwal-batch": "asyncwal `batch`",
+    "asyncwal-none": "asyncwal `none`",
+    "sqlite": "aiosqlite, `synchronous=FULL` (on disk)",
+    "redis": "Redis `appendfsync always` (on disk)",
+}
+
+
+def render_docs(doc: dict[str, Any]) -> str:
+    """The table the benchmarks page quotes (a pure function of the results document)."""
+    rows = []
+    for row in summarize(doc):
+        server = {"uvicorn": "FastAPI on uvicorn", "aiohttp": "aiohttp"}[row["server"]]
+        if row["workers"] > 1:
+            server += f", {row['workers']} workers"
+        if "rps" not in row:
+            rows.append(f"| {server} | {_NAMES[row['store']]} | failed | | | | |")
+            continue
+        lo, hi = row["rps_range"]
+        rows.append(
+            f"| {server} | {_NAMES[row['store']]} | {row['rps']:,.0f} ({lo:,.0f}-{hi:,.0f}) | "
+            f"{row['p99_s'] * 1e3:.0f} ms | {row['loop_cpu_us']:,.0f} us | "
+            f"{_docs_ratio(row, 'vs_nothing')} | {_docs_ratio(row, 'vs_sqlite')} |"
+        )
+    header = [
+        "| server | endpoint | requests/s | p99 | loop CPU per request | vs stores nothing"
+        " | vs aiosqlite, 1 worker |",
+        "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    return "\n".join(header + rows)
+
+
+def _docs_ratio(row: dict[str, Any], name: str) -> str:
+    if name not in row:
+        return "-"
+    lo, hi = row[name + "_range"]
+    return f"{row[name]:.2f}x ({lo:.2f}-{hi:.2f})"
 
 
 def _fmt(x: float | None) -> str:

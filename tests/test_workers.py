@@ -36,7 +36,7 @@ import asyncwal
 from asyncwal._sharded import shard_name
 from tests.campaign import campaign_trials
 
-from .test_integrations import BAD_OUTPUT, free_port, make_payload
+from .test_integrations import BAD_OUTPUT, Server, free_port, make_payload
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -80,21 +80,14 @@ def server_command(kind: str, port: int) -> list[str]:
     raise ValueError(kind)
 
 
-class WorkersServer:
-    """A pre-fork server (a master and two workers) running an example service."""
+class WorkersServer(Server):
+    """A pre-fork server (a master and two workers) running an example service; signal,
+    wait, output and stop are those of the single-process server."""
 
     def __init__(self, kind: str, directory: Path, mode: str, out: Path, **env: str) -> None:
+        super().__init__(kind, directory, mode, "auto", out)
         self.kind = kind
-        self.directory = directory
-        self.mode = mode
-        self.out = out
         self.env = env
-        self.port = 0
-        self.proc: asyncio.subprocess.Process | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
 
     @property
     def exited(self) -> bool:
@@ -132,30 +125,6 @@ class WorkersServer:
             except httpx.TransportError:
                 await asyncio.sleep(0.05)
         raise AssertionError(f"shards seen: {seen}; the server's output:\n{self.output()}")
-
-    def signal(self, sig: int) -> None:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-
-    async def wait(self) -> int:
-        assert self.proc is not None
-        async with asyncio.timeout(EXIT_TIMEOUT):
-            return await self.proc.wait()
-
-    def output(self) -> str:
-        return self.out.read_bytes().decode(errors="replace")
-
-    async def stop(self) -> None:
-        """SIGTERM and wait; SIGKILL the whole group if it does not stop."""
-        if self.exited:
-            return
-        self.signal(signal.SIGTERM)
-        try:
-            await self.wait()
-        except TimeoutError:
-            self.signal(signal.SIGKILL)
-            await self.wait()
-
 
 @contextlib.asynccontextmanager
 async def running(server: WorkersServer) -> AsyncIterator[WorkersServer]:
