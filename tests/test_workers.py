@@ -126,6 +126,7 @@ class WorkersServer(Server):
                 await asyncio.sleep(0.05)
         raise AssertionError(f"shards seen: {seen}; the server's output:\n{self.output()}")
 
+
 @contextlib.asynccontextmanager
 async def running(server: WorkersServer) -> AsyncIterator[WorkersServer]:
     await server.start()
