@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import asyncwal
 from asyncwal import cli
-from asyncwal._format import segment_name
+from asyncwal._filenames import segment_name
 from asyncwal._sharded import shard_name
 
 if TYPE_CHECKING:

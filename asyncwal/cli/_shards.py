@@ -16,13 +16,14 @@ import argparse
 import os
 from typing import TYPE_CHECKING, Final
 
-from .._format import META_NAME, parse_segment_name
-from .._log import LOCK_NAME
-from .._sharded import parse_shard_name
+from .._fileops import FileKind
+from .._sharded import list_shards, shard_name
 from ._output import Usage
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from .._fileops import FileOps
 
 __all__ = ("SHARDED_COMMANDS", "add_shard_option", "run_sharded", "sharded_dirs")
 
@@ -40,21 +41,15 @@ def add_shard_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def sharded_dirs(path: str) -> list[tuple[int, str]] | None:
+def sharded_dirs(ops: FileOps, path: str) -> list[tuple[int, str]] | None:
     """The shards of ``path`` (index, directory), ascending, if it is a sharded log's
     directory: it holds shard directories and no file of a plain log. Otherwise None."""
     try:
-        names = os.listdir(path)
-    except OSError:
+        indexes = list_shards(ops, path)
+    except (OSError, ValueError):  # not a directory, or a plain log
         return None
-    if any(n in (META_NAME, LOCK_NAME) or parse_segment_name(n) is not None for n in names):
-        return None
-    shards = []
-    for name in names:
-        index = parse_shard_name(name)
-        if index is not None and os.path.isdir(os.path.join(path, name)):
-            shards.append((index, os.path.join(path, name)))
-    return sorted(shards) or None
+    shards = [(i, os.path.join(path, shard_name(i))) for i in indexes]
+    return [(i, d) for i, d in shards if ops.kind(d) is FileKind.DIRECTORY] or None
 
 
 def run_sharded(args: argparse.Namespace, run: Callable[[argparse.Namespace], int]) -> int | None:
@@ -63,7 +58,7 @@ def run_sharded(args: argparse.Namespace, run: Callable[[argparse.Namespace], in
 
     :raises Usage: ``--shard`` names no shard, or raw output of several shards
     """
-    shards = sharded_dirs(args.dir)
+    shards = sharded_dirs(args.ops, args.dir)
     if shards is None:
         if args.shard is not None:
             raise Usage(f"--shard: {args.dir} is not a sharded log")
