@@ -130,12 +130,12 @@ class LogFrames:
         expected: int | None = None
         for i in range(start, len(segs)):
             seg = segs[i]
+            if seg.not_regular is not None:
+                self.stop = Stop(seg.name, 0, f"a {seg.not_regular}, not a regular file", seg.first_seq)
+                return
             if expected is not None and seg.first_seq != expected:
                 reason = f"gap: segment starts at seq {seg.first_seq}, {expected} expected"
                 self.stop = Stop(seg.name, 0, reason, expected)
-                return
-            if seg.not_regular is not None:
-                self.stop = Stop(seg.name, 0, f"a {seg.not_regular}, not a regular file", seg.first_seq)
                 return
             try:
                 fd = ops.open_readonly(seg.path)

@@ -183,6 +183,8 @@ class LogScan:
     broken: list[str] = field(default_factory=list)
     has_meta_file: bool = False
     has_lock_file: bool = False
+    #: asyncwal's names (segments, META, its own ``*.tmp``) that are not regular files: what each is
+    not_regular: dict[str, str] = field(default_factory=dict)
 
     @property
     def low_water(self) -> int:
@@ -236,17 +238,19 @@ def scan_log(
         what = None
         if first is not None or is_leftover_tmp(name) or name == META_NAME:
             what = _not_regular(ops, path)
-            if what is not None and scan.refusal is None:
-                scan.refusal = _refuse(
-                    path, f"{name} is a {what}, not a regular file: move it out of the log"
-                )
+            if what is not None:
+                scan.not_regular[name] = what
+                refusal = _refuse(path, f"{name} is a {what}, not a regular file: move it out of the log")
+                scan.refusal = scan.refusal or refusal
         if first is not None:
             segments.append(SegmentScan(name, path, first, 0, not_regular=what))
         elif is_leftover_tmp(name):
             scan.leftover_tmp.append(name)
         elif name == META_NAME:
             scan.has_meta_file = True
-            if what is None:
+            if what is not None:
+                scan.meta_error = f"a {what}, not a regular file"
+            else:
                 try:
                     scan.meta = _read_meta(ops, path, max_length)
                 except CorruptLogError as exc:
@@ -292,9 +296,9 @@ def scan_log(
             problem = True
     if scan.refusal is None:
         for seg in (*scan.leftover_segments, *scan.segments):
-            refusal = _header_refusal(seg)
-            if refusal is not None:
-                scan.refusal = refusal
+            header_refusal = _header_refusal(seg)
+            if header_refusal is not None:
+                scan.refusal = header_refusal
                 break
     return scan
 

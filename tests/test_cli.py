@@ -18,6 +18,7 @@ import struct
 import subprocess
 import sys
 import threading
+import tracemalloc
 import uuid
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -32,6 +33,7 @@ from asyncwal._fileops_wrappers import free_broken_name
 from asyncwal._format import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE, decode_meta, max_frame_length
 from asyncwal._inspect import LogFrames, read_log
 from asyncwal._recovery import decide, scan_log
+from asyncwal.testing import MemoryFileOps
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -581,7 +583,7 @@ def test_plain_output_without_rich(
     monkeypatch.setitem(sys.modules, "rich", None)  # import rich -> ImportError
     code, out, err = _read_only(capsys, path, "verify", str(path), "--progress")
     assert code == 0
-    assert "pip install 'asyncwal[cli]'" in err
+    assert "pip install 'asyncwal[cli]' for drawn tables and verify's progress bar" in err
     assert "segment                   first seq  last seq  records  status" in out
     assert f"{segment_name(1)}          1         4        4  ok" in out
     code, out, _ = _read_only(capsys, path, "info", str(path))
@@ -648,3 +650,68 @@ def test_a_missing_segment_and_a_bad_header(tmp_path: Path, capsys: pytest.Captu
         code, out, err = _run(capsys, "repair", str(path3), "--mode", mode)
         assert code == 1 and "not an asyncwal segment" in err
     assert _hashes(path3) == before
+
+
+def test_dump_of_a_huge_batch_holds_one_frame_not_its_records(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``dump --to 3`` of a log whose first frame is a batch of 1.5M records: memory is that
+    frame and its length table (it was ~215 MiB), and only three records are printed."""
+    path = tmp_path / "wal"
+
+    async def write() -> None:
+        async with asyncwal.open(path) as log:
+            await log.append_batch([b""] * 1_500_000)
+
+    asyncio.run(write())
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        code = cli.main(["dump", str(path), "--to", "3"])
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    out, _ = capsys.readouterr()
+    assert code == 0 and len(out.splitlines()) == 3
+    assert peak < 40 << 20, f"{peak / 2**20:.1f} MiB"
+
+
+# -- the same commands on a file system in memory ----------------------------------------------
+
+
+def test_every_reading_command_and_repair_on_memory_file_ops(capsys: pytest.CaptureFixture[str]) -> None:
+    """The command line works on any FileOps: here MemoryFileOps, with no real file."""
+    mem = MemoryFileOps()
+    path = "/mem/wal"
+
+    async def build() -> None:
+        async with asyncwal.open(path, file_ops=mem, segment_size=4096) as log:
+            for i in range(80):
+                await log.append(_payload(i))
+
+    asyncio.run(build())
+    names = sorted(n for n in mem.files(path) if n.endswith(".wal"))
+    before = mem.snapshot()
+    for argv in (["info"], ["dump", "--format", "json"], ["verify"]):
+        code = cli.main([*argv, path], file_ops=mem)
+        out, err = capsys.readouterr()
+        assert code == 0, err
+        assert mem.snapshot() == before, f"{argv[0]} changed the log"
+    assert "seq 1..80 (80 records)" in cli_output(mem, capsys, "info", path)
+    # Damage the last segment; verify says what repair will cut, repair keeps the bytes.
+    last = f"{path}/{names[-1]}"
+    data = bytearray(mem.read_bytes(last))
+    data[_offset(1) + 30] ^= 0xFF
+    mem.write_bytes(last, bytes(data))
+    assert cli.main(["verify", path], file_ops=mem) == 1
+    out, _ = capsys.readouterr()
+    assert f"tolerate_tail (default) cuts {names[-1]} from offset {_offset(1):,}" in out
+    assert cli.main(["repair", path], file_ops=mem) == 0
+    out, _ = capsys.readouterr()
+    assert mem.read_bytes(last + ".broken") == bytes(data[_offset(1) :])
+    assert mem.read_bytes(last) == bytes(data[: _offset(1)])
+
+
+def cli_output(mem: MemoryFileOps, capsys: pytest.CaptureFixture[str], *argv: str) -> str:
+    assert cli.main(list(argv), file_ops=mem) == 0
+    return capsys.readouterr().out

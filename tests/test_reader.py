@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import struct
+import tracemalloc
 from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+import asyncwal
 from asyncwal._errors import CorruptLogError
 from asyncwal._fileops import OsFileOps
 from asyncwal._format import (
@@ -439,3 +441,37 @@ async def test_follow_reads_a_growing_segment_again_where_it_was_stale() -> None
     async for lst in read_segment(reader, "seg", 5, 5, lambda: written[0], MAX, wait):
         got += lst
     assert got == full.records
+
+
+# -- memory with one huge legal batch ------------------------------------------------------------
+
+
+def test_replay_of_one_huge_batch_keeps_memory_to_the_frame(tmp_path: Path) -> None:
+    """``append_batch([b""] * 1_500_000)`` is one legal 6 MB frame: replaying its first record
+    holds that frame and its length table, not a million records (it grew by ~136 MiB)."""
+    path = tmp_path / "wal"
+    n = 1_500_000
+
+    async def write() -> None:
+        async with asyncwal.open(path) as log:
+            await log.append_batch([b""] * n)
+
+    async def first_and_count() -> tuple[Record, int]:
+        async with asyncwal.open(path) as log:
+            replay = log.replay()
+            first = await anext(replay)
+            peak.append(tracemalloc.get_traced_memory()[1] - base[0])
+            await replay.aclose()
+            return first, log.last_seq
+
+    asyncio.run(write())
+    peak: list[int] = []
+    base = [0]
+    tracemalloc.start()
+    try:
+        base[0] = tracemalloc.get_traced_memory()[0]
+        first, count = asyncio.run(first_and_count())
+    finally:
+        tracemalloc.stop()
+    assert first == Record(1, b"") and count == n
+    assert peak[0] < 40 << 20, f"{peak[0] / 2**20:.1f} MiB before the first record"

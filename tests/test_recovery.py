@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import tracemalloc
 from typing import TYPE_CHECKING
 
 import pytest
 
 import asyncwal
 from asyncwal._filenames import segment_name
-from asyncwal._format import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE
+from asyncwal._format import FRAME_HEADER_SIZE, SEGMENT_HEADER_SIZE, encode_segment_header, frame_header
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
     from .conftest import Backend
 
 RECORD = 100  # payload bytes of each record written by _fill
@@ -227,3 +232,33 @@ async def test_checkpoint_covering_lost_records(backend: Backend) -> None:
         assert report is not None and report.checkpoint_dropped == (10, b"cp-at-10")
     async with asyncwal.open(backend.path, **backend.options()) as log:
         assert log.recovery_report is None and log.last_checkpoint is None
+
+
+def _peak_of(call: Callable[[], object]) -> int:
+    """Peak of Python allocations (all threads) while ``call`` runs, above what was there."""
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        call()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+def test_recovery_of_a_full_64_mib_segment_holds_a_few_reads_not_the_segment(tmp_path: Path) -> None:
+    """Recovery streams each segment: memory is a read chunk plus a frame, not the file (it
+    was about twice the segment)."""
+    path = tmp_path / "wal"
+    path.mkdir()
+    record = b"r" * 1000
+    frames = [frame_header(seq, record) + record for seq in range(1, 1 + (64 << 20) // 1020)]
+    (path / segment_name(1)).write_bytes(encode_segment_header(1) + b"".join(frames))
+    del frames
+
+    async def open_close() -> int:
+        async with asyncwal.open(path, segment_size=64 << 20) as log:
+            return log.last_seq
+
+    peak = _peak_of(lambda: asyncio.run(open_close()))
+    assert peak < 12 << 20, f"{peak / 2**20:.1f} MiB"
+    assert asyncio.run(open_close()) == (64 << 20) // 1020

@@ -28,7 +28,17 @@ def dir_notes(log: LogScan) -> list[str]:
         f"{s.name} is below the low-water mark (an interrupted truncate_before): the next open removes it"
         for s in log.leftover_segments
     ]
-    notes += [f"{n} was never renamed into place: the next open removes it" for n in log.leftover_tmp]
+    notes += [
+        f"{n} is a {log.not_regular[n]}, not a regular file: every recovery mode refuses to open the log "
+        "until it is moved out"
+        for n in sorted(log.not_regular)
+        if not n.endswith(".wal")  # a segment's own line says so
+    ]
+    notes += [
+        f"{n} was never renamed into place: the next open removes it"
+        for n in log.leftover_tmp
+        if n not in log.not_regular
+    ]
     notes += [f"{n} holds bytes cut by asyncwal repair (the engine ignores it)" for n in log.broken]
     notes += [
         f"{n} is not a log file (the log owns its directory: move it elsewhere; asyncwal never touches it)"

@@ -50,7 +50,11 @@ def load_rich(purpose: str) -> bool:
     try:
         import rich  # noqa: F401
     except ImportError:
-        print(f"asyncwal: rich is not installed, so {purpose} ({RICH_HINT} to get them)", file=sys.stderr)
+        print(
+            f"asyncwal: rich is not installed, so {purpose} "
+            f"({RICH_HINT} for drawn tables and verify's progress bar)",
+            file=sys.stderr,
+        )
         return False
     return True
 

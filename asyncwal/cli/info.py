@@ -15,6 +15,7 @@ from ._output import LIVE_RETRIES, Out, frame_limit, human_size, preview
 if TYPE_CHECKING:
     import argparse
 
+    from .._recovery import LogScan
     from ._output import Subcommands
 
 __all__ = ("add_parser",)
@@ -77,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         low_water = f"{meta.low_water}" if meta.low_water else "none (truncate_before never ran)"
     fields = [
         ("log", args.dir),
-        ("log id", meta.log_id if meta is not None and meta.log_id else "none yet (given at the next open)"),
+        ("log id", _log_id(log)),
         ("format", fmt),
         ("segments", f"{len(live)} ({human_size(sum(s.size for s in live))} on disk)"),
         ("records", records),
@@ -130,3 +131,11 @@ def run(args: argparse.Namespace) -> int:
         for note in notes:
             out.line(f"note: {note}")
     return 0
+
+
+def _log_id(log: LogScan) -> str:
+    if log.meta_error is not None:
+        return "unknown: META does not validate"
+    if log.meta is None or log.meta.log_id is None:
+        return "none yet (given at the next open)"
+    return log.meta.log_id
