@@ -237,6 +237,19 @@ def _stored(cell: Cell, directory: Path, redis_port: int | None) -> int:
         return int(client.llen("log"))
 
 
+def _log_stats(directory: Path) -> dict[str, float] | None:
+    """The group-commit figures the server's logs wrote at shutdown (one file per worker):
+    appends and fsyncs summed, latencies and group sizes the median over the workers."""
+    docs = [json.loads(p.read_text()) for p in sorted(directory.glob("stats-*.json"))]
+    if not docs:
+        return None
+    out = {k: float(sum(d[k] for d in docs)) for k in ("appends", "fsyncs")}
+    for k in ("mean_group_size", "fsync_p50_s", "fsync_p99_s"):
+        values = [d[k] for d in docs if d[k] is not None]
+        out[k] = statistics.median(values) if values else float("nan")
+    return out
+
+
 def _count_asyncwal(path: Path, *, sharded: bool) -> int:
     import asyncio
 
@@ -288,6 +301,7 @@ def run_cell(cell: Cell, *, seconds: float, warmup: float, workdir: Path, thread
         result["cpu_us_per_request"] = (_cpu_seconds(pids) - cpu) / requests * 1e6
         result["loop_cpu_us_per_request"] = (_loop_cpu_seconds(servers) - loop_cpu) / requests * 1e6
         status = _stop(proc)
+        result["log"] = _log_stats(directory)
         stored = _stored(cell, directory, redis_server.port if redis_server is not None else None)
         result["stored"] = stored
         problems = []
@@ -509,7 +523,22 @@ def render_docs(doc: dict[str, Any]) -> str:
         " | vs aiosqlite, 1 worker |",
         "| --- | --- | ---: | ---: | ---: | ---: | ---: |",
     ]
-    return "\n".join(header + rows)
+    notes = []
+    for server in SERVERS:
+        runs = [
+            r["log"]
+            for r in doc["runs"]
+            if r["server"] == server and r["store"] == "asyncwal-sync" and r["workers"] == 1 and r.get("log")
+        ]
+        if runs:
+            p50 = statistics.median(r["fsync_p50_s"] for r in runs) * 1e3
+            p99 = statistics.median(r["fsync_p99_s"] for r in runs) * 1e3
+            group = statistics.median(r["mean_group_size"] for r in runs)
+            notes.append(
+                f"{'FastAPI' if server == 'uvicorn' else 'aiohttp'} `sync`: the log's fsyncs took "
+                f"{p50:.1f} ms (p50) and {p99:.1f} ms (p99), {group:.1f} records each on average"
+            )
+    return "\n".join(header + rows) + ("\n\n" + "; ".join(notes) + "." if notes else "")
 
 
 def _docs_ratio(row: dict[str, Any], name: str) -> str:

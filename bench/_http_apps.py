@@ -19,6 +19,7 @@ the application's state (aiohttp), the way each library's documentation shows.
 
 # No ``from __future__ import annotations``: FastAPI reads the routes' annotations, and
 # they name objects imported inside the factory, so they must be evaluated where written.
+import json
 import os
 import sys
 from contextlib import asynccontextmanager
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     import redis.asyncio
     from aiohttp import web
     from fastapi import FastAPI
+
+    import asyncwal
 
 __all__ = ("STORES", "aiohttp_app", "fastapi_app")
 
@@ -69,6 +72,18 @@ def _open_redis() -> "redis.asyncio.Redis":
     return redis.asyncio.Redis(host="127.0.0.1", port=port, max_connections=256)
 
 
+def _save_stats(log: "asyncwal.Log") -> None:
+    """Write the log's group-commit figures (warm-up included) for the benchmark's report."""
+    st = log.stats()
+    figures = {
+        "appends": st.appends, "fsyncs": st.fsyncs, "mean_group_size": st.mean_group_size,
+        "fsync_p50_s": st.fsync_p50, "fsync_p99_s": st.fsync_p99,
+    }  # fmt: skip
+    path = os.path.join(os.environ["BENCH_HTTP_DIR"], f"stats-{os.getpid()}.json")
+    with open(path, "w") as f:
+        json.dump(figures, f)
+
+
 # -- FastAPI -----------------------------------------------------------------------------------
 
 
@@ -78,10 +93,18 @@ def fastapi_app() -> "FastAPI":
 
     store = _store()
     if store.startswith("asyncwal-"):
-        from asyncwal.integrations.fastapi import WalDep, wal_lifespan
+        from asyncwal.integrations.fastapi import WalDep, WalState, wal_lifespan
 
         directory, sharded, options = _wal_options()
-        app = FastAPI(lifespan=wal_lifespan(directory, sharded=sharded, **options))
+        wal = wal_lifespan(directory, sharded=sharded, **options)
+
+        @asynccontextmanager
+        async def lifespan(app: FastAPI) -> "AsyncIterator[WalState]":
+            async with wal(app) as state:
+                yield state
+            _save_stats(state["wal"])
+
+        app = FastAPI(lifespan=lifespan)
 
         if store == "asyncwal-dep":
 
@@ -173,6 +196,12 @@ def aiohttp_app() -> "web.Application":
         from asyncwal.integrations.aiohttp import WAL_KEY, wal_cleanup_ctx
 
         directory, sharded, options = _wal_options()
+
+        async def report(app: web.Application) -> "AsyncIterator[None]":
+            yield
+            _save_stats(app[WAL_KEY])  # cleanup contexts exit in reverse: the log is closed
+
+        app.cleanup_ctx.append(report)
         app.cleanup_ctx.append(wal_cleanup_ctx(directory, sharded=sharded, **options))
 
         async def append(request: web.Request) -> web.Response:

@@ -60,6 +60,8 @@ def test_short_cells_run_and_count_what_they_stored(tmp_path: Path) -> None:
         result["round"] = 0  # one round
         runs.append(result)
     assert runs[1]["stored"] >= runs[1]["requests"] > 0  # every answered POST is in the log
+    assert runs[1]["log"]["appends"] >= runs[1]["requests"] and runs[1]["log"]["fsyncs"] > 0
+    assert runs[0]["log"] is None  # stores nothing, has no log
     doc = {
         "config": {"connections": 64, "body_bytes": 128, "rounds": 1, "seconds": 1, "warmup": 0},
         "runs": runs,
