@@ -36,7 +36,7 @@ import asyncwal
 from asyncwal._sharded import shard_name
 from tests.campaign import campaign_trials
 
-from .test_integrations import BAD_OUTPUT, Server, free_port, make_payload
+from .test_integrations import BAD_OUTPUT, Server, free_port, make_payload, running
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable
@@ -125,15 +125,6 @@ class WorkersServer(Server):
             except httpx.TransportError:
                 await asyncio.sleep(0.05)
         raise AssertionError(f"shards seen: {seen}; the server's output:\n{self.output()}")
-
-
-@contextlib.asynccontextmanager
-async def running(server: WorkersServer) -> AsyncIterator[WorkersServer]:
-    await server.start()
-    try:
-        yield server
-    finally:
-        await server.stop()
 
 
 @dataclass
