@@ -35,7 +35,7 @@ import threading
 import weakref
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, TypeVar, cast
 
 from ._errors import (
     LogClosedError,
@@ -70,6 +70,7 @@ _get_ident = threading.get_ident
 _MEMORY: Final = Durability.MEMORY
 _OS: Final = Durability.OS
 _DISK: Final = Durability.DISK
+_REPLICATED: Final = Durability.REPLICATED
 
 # States.
 _OPEN: Final = 0
@@ -115,6 +116,18 @@ class Stats:
     queued_bytes: int  #: bytes of those records
     executor_seconds: float  #: time the writer spent waiting on its executor
     segments: int  #: segment files in the log
+    #: replicated logs: every seq up to this one is acknowledged by the replica (else None)
+    replicated_seq: int | None
+    #: replicated logs: records on DISK not yet acknowledged by the replica (else 0)
+    replication_lag: int
+
+
+class Replication(Protocol):
+    """What replicates a log (``asyncwal.replication.Replicator``), as the engine sees it."""
+
+    async def close(self) -> None:
+        """Ship what is durable, then stop (called by the log's close, before the files go)."""
+        ...
 
 
 class _Group(NamedTuple):
@@ -173,8 +186,13 @@ class Engine:
         cp = recovered.checkpoint
         self.checkpoint: Checkpoint | None = Checkpoint(*cp) if cp is not None else None
         self.recovery_report: RecoveryReport | None = recovered.report
+        #: the log's durable identity (a UUID string, kept in META)
+        self.log_id = recovered.log_id
         #: the lowest seq that truncate_before() must keep (a replication shipper sets it)
         self.retain_from: Callable[[], int] | None = None
+        #: the log's replicator, if any: close() awaits its close() once every accepted
+        #: record is durable (or the log failed), before the files are released
+        self.replication: Replication | None = None
 
         last = recovered.next_seq - 1
         self.next_seq = recovered.next_seq
@@ -391,7 +409,7 @@ class Engine:
         """
         return self.levels.external(level, self.loop, timeout, timeout_error, min(start, self._mark[_DISK]))
 
-    def tap_durable(self, callback: Callable[[int, list[bytes] | None], None], *, max_bytes: int) -> None:
+    def tap_durable(self, callback: Callable[[int, list[bytes] | None], None], *, max_bytes: int) -> int:
         """Hand every record to ``callback`` once it is durable, in seq order, from memory.
 
         ``callback(first, payloads)`` (on the loop thread; it must not block) gets the records
@@ -401,12 +419,14 @@ class Engine:
         says so: the records from ``first`` up to the next delivery's first seq must then be
         read from the files. Used by the replication shipper; one tap per log.
 
+        :return: the first seq the tap delivers (records below it are already with the writer)
         :raises ValueError: a tap is already set
         """
         if self._tap is not None:
             raise ValueError("this log already has a durable tap")
         self._tap = callback
         self._tap_max = max_bytes
+        return self._submitted_seq + 1
 
     def untap_durable(self) -> None:
         self._tap = None
@@ -765,6 +785,11 @@ class Engine:
             await self._writer_task
         except asyncio.CancelledError:
             pass
+        if self.replication is not None and self.state != _FORKED:
+            try:
+                await self.replication.close()
+            except Exception:  # a replica's trouble never keeps the log from closing
+                logger.exception("asyncwal: log %s: stopping its replication failed", self.path)
         failed_now = self.state == _FAILED and not failed_before
         healthy = self.state != _FAILED
         if self._timer is not None:
@@ -813,6 +838,10 @@ class Engine:
             queued_bytes=self._queued_bytes,
             executor_seconds=self._executor_seconds,
             segments=len(self.segments),
+            replicated_seq=self._mark[_REPLICATED] if self.levels.offered(_REPLICATED) else None,
+            replication_lag=(
+                max(0, self._mark[_DISK] - self._mark[_REPLICATED]) if self.levels.offered(_REPLICATED) else 0
+            ),
         )
 
 

@@ -184,6 +184,21 @@ class Levels:
         """An append registered ``future`` in ``queue[level]`` of an external level: start its clock."""
         self._externals[level].started(seq, future)
 
+    def detach(self, level: Durability, error: Callable[[int], BaseException]) -> None:
+        """The acknowledger of ``level`` stopped for good: the level is no longer offered and
+        every wait at it fails now with ``error(seq)`` (its mark stays where it got to)."""
+        handle = self._externals.pop(level, None)
+        if handle is None:
+            return
+        handle.stop()
+        waiting = [(s, f) for s, f in self.queue[level]] + [(w.seq, w.future) for w in self.waits[level]]
+        self.queue[level] = []
+        self.waits[level] = []
+        for seq, fut in waiting:
+            if not fut.done():
+                fut.set_exception(error(seq))
+                fut.exception()  # retrieved: a caller that stopped waiting gets no warning
+
 
 class ExternalLevel:
     """The handle of an acknowledger that owns a level: it calls :meth:`advance`.
@@ -251,6 +266,10 @@ class ExternalLevel:
                 fut.exception()  # retrieved: a caller that stopped waiting gets no warning
         if clock:
             self._timer = self._loop.call_at(clock[0][0], self._expire)
+
+    def detach(self, error: Callable[[int], BaseException]) -> None:
+        """Give the level up (see :meth:`Levels.detach`); waits at it fail with ``error(seq)``."""
+        self._levels.detach(self.level, error)
 
     def stop(self) -> None:
         if self._timer is not None:

@@ -41,6 +41,7 @@ __all__ = ("LOCK_NAME", "Checkpoint", "Log", "Stats", "open")
 
 _MEMORY = Durability.MEMORY
 _DISK = Durability.DISK
+_REPLICATED = Durability.REPLICATED
 
 
 class Log:
@@ -95,9 +96,22 @@ class Log:
         return self._engine.mark(_DISK)
 
     @property
+    def replicated_seq(self) -> int | None:
+        """Every seq up to this one has reached ``REPLICATED`` (on ``DISK`` and acknowledged
+        by the replica); None while the log is not replicated."""
+        engine = self._engine
+        return engine.mark(_REPLICATED) if engine.levels.offered(_REPLICATED) else None
+
+    @property
     def last_checkpoint(self) -> Checkpoint | None:
         """The newest durable checkpoint, surviving reopen and ``truncate_before``."""
         return self._engine.checkpoint
+
+    @property
+    def log_id(self) -> str:
+        """The log's durable identity: a UUID string kept in META since the log was created
+        (an older log got one at its first open). It names the log's replication stream."""
+        return self._engine.log_id
 
     @property
     def recovery_report(self) -> RecoveryReport | None:
@@ -215,7 +229,9 @@ class Log:
         """Delete whole segments that hold only records below ``seq``; return the new ``first_seq``.
 
         Truncation is by segment: records below ``seq`` that share a segment with ``seq``
-        stay, and the segment being written is never deleted.
+        stay, and the segment being written is never deleted. A replicated log never deletes
+        a record its replica does not have yet: ``seq`` is clamped to the first such record
+        (so the returned ``first_seq`` may be lower than asked).
 
         :raises ValueError: ``seq > last_seq + 1``
         """
@@ -415,7 +431,14 @@ class _Opener:
             recovered=recovered,
             lock_handle=lock,
         )
-        return Log(engine)
+        log = Log(engine)
+        if opts.replicate is not None:
+            try:
+                await opts.replicate.start_replication(log)
+            except BaseException:
+                await log.close()
+                raise
+        return log
 
     async def __aenter__(self) -> Log:
         self._log = await self._open()
@@ -479,5 +502,9 @@ def open(path: str | os.PathLike[str], **options: Any) -> _Opener:
     :raises OSError: the directory cannot be created, read or locked, or recovery's own I/O
         failed. The lock is released; every step recovery takes is safe to repeat, so the
         next open starts over.
+    :raises ReplicationError: with ``replicate``: the stream belongs to another log
+        (:class:`StreamMismatchError`) or disagrees with the log (:class:`DivergedError`);
+        the log is closed again. An unreachable stream is not an error (shipping starts
+        when it answers).
     """
     return _Opener(path, Options(**options))

@@ -5,12 +5,14 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable
+
     from ._fileops import FileOps
 
-__all__ = ("Durability", "Options", "RecoveryMode", "SyncMode")
+__all__ = ("Durability", "Options", "RecoveryMode", "Replicate", "SyncMode")
 
 SyncMode = Literal["sync", "batch", "none"]
 RecoveryMode = Literal["tolerate_tail", "strict", "point_in_time"]
@@ -31,6 +33,16 @@ class Durability(enum.IntEnum):
     #: On local ``DISK`` and acknowledged by the replication target (stored on a quorum).
     #: Survives the loss of this machine. Only a log opened with replication offers it.
     REPLICATED = 3
+
+
+class Replicate(Protocol):
+    """What the ``replicate`` option takes: settings that start a log's replication, such as
+    :class:`asyncwal.replication.NatsReplication` (the core never imports that package)."""
+
+    def start_replication(self, log: Any, /) -> Awaitable[object]:
+        """Start replicating the open ``log`` (an :class:`asyncwal.Log`) and give it the
+        ``REPLICATED`` level; the log's close stops it."""
+        ...
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,6 +75,12 @@ class Options:
         ``asyncwal`` logger. ``math.inf`` turns the warning off.
     :param file_ops: the file-operations seam (see :mod:`asyncwal.testing`); ``None`` means
         the real operating system.
+    :param replicate: ship the log to a replicated stream and offer ``Durability.REPLICATED``
+        (e.g. ``replicate=asyncwal.replication.NatsReplication(servers=[...])``; needs the
+        ``nats`` extra). The shipper starts after recovery, before ``open`` returns; a stream
+        that belongs to another log, or that the log is behind, fails the open. ``close()``
+        ships what is durable (up to the settings' ``drain_timeout``) before it releases the
+        log. See docs/replication.md.
     """
 
     sync_mode: SyncMode = "sync"
@@ -76,6 +94,7 @@ class Options:
     preallocate: bool = True
     slow_fsync_seconds: float = 1.0
     file_ops: FileOps | None = None
+    replicate: Replicate | None = None
 
     def __post_init__(self) -> None:
         if self.sync_mode not in ("sync", "batch", "none"):
@@ -108,6 +127,11 @@ class Options:
                     f"file_ops must be a FileOps (asyncwal.OsFileOps, asyncwal.testing.MemoryFileOps, ...); "
                     f"{type(self.file_ops).__name__} lacks {', '.join(missing)}"
                 )
+        if self.replicate is not None and not callable(getattr(self.replicate, "start_replication", None)):
+            raise TypeError(
+                "replicate must be replication settings (asyncwal.replication.NatsReplication), not "
+                f"{type(self.replicate).__name__}"
+            )
 
     @property
     def default_durability(self) -> Durability:
