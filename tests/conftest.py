@@ -24,6 +24,8 @@ FsRoot = tuple[FileOps, str]
 
 def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> Mapping[str, LoopFactory]:
     factories: dict[str, LoopFactory] = {"asyncio": asyncio.new_event_loop}
+    if item.get_closest_marker("one_loop") is not None:
+        return factories  # long tests against real servers: the loop is not what they test
     if sys.platform != "win32":
         import uvloop
 

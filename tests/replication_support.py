@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 import asyncwal
-from asyncwal.replication import NatsReplication, Replicator
+from asyncwal.replication import NatsReplication, replicator_of
 from asyncwal.replication._jetstream import StreamLink
 from asyncwal.replication._wire import decode
 
@@ -23,7 +23,8 @@ if TYPE_CHECKING:
 async def stream_records(
     urls: Sequence[str], log_id: str, stream: str | None = None
 ) -> list[tuple[int, bytes]]:
-    """Every record the log's stream holds, as ``(seq, payload)``, in stream order.
+    """Every record the log's stream holds, as ``(seq, payload)``, in stream order (fences
+    skipped).
 
     Each message is checked by the codec (log id, checksum, packed body); the caller checks
     the seqs (a gap or a duplicate shows as a seq out of place).
@@ -31,12 +32,11 @@ async def stream_records(
     link = StreamLink(NatsReplication(servers=tuple(urls), stream=stream, request_timeout=5.0), log_id)
     await link.connect()
     try:
-        info = await link.stream_info()
-        assert info is not None, f"no stream {link.stream}"
+        pos = await link.position(create_at=None)
         out: list[tuple[int, bytes]] = []
-        if info.state.messages == 0:
+        if not pos.log_last:
             return out
-        async for sseq, headers, body in link.read(int(info.state.first_seq), int(info.state.last_seq)):
+        async for sseq, headers, body in link.read(pos.stream_first, pos.data_seq):
             _, first, payloads = decode(log_id, headers, body, f"seq {sseq}")
             out += [(first + i, p) for i, p in enumerate(payloads)]
         return out
@@ -64,9 +64,11 @@ def payload(i: int) -> bytes:
 
 
 async def _child(path: str, urls: list[str], layout: str, workers: int) -> None:
-    """Append at DISK from ``workers`` tasks, wait at REPLICATED, print each acked seq."""
+    """Append at REPLICATED from ``workers`` tasks; print each acknowledged seq."""
     opts = NatsReplication(servers=tuple(urls), layout=layout, timeout=30.0)  # type: ignore[arg-type]
-    async with asyncwal.open(path) as log, Replicator(log, opts) as rep:
+    async with asyncwal.open(path, replicate=opts) as log:
+        rep = replicator_of(log)
+        assert rep is not None
         out = sys.stdout
         n = 0
 
@@ -74,8 +76,7 @@ async def _child(path: str, urls: list[str], layout: str, workers: int) -> None:
             nonlocal n
             while True:
                 n += 1
-                seq = await log.append(payload(n))
-                await rep.wait_replicated(seq)
+                seq = await log.append(payload(n), durability=asyncwal.Durability.REPLICATED)
                 out.write(f"{seq}\n")
                 out.flush()
 

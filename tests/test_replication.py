@@ -18,7 +18,7 @@ import asyncwal
 from asyncwal import DivergedError, ReplicationError, ReplicationTimeoutError, StreamMismatchError, cli
 from asyncwal.replication import NatsReplication, Replicator, restore
 from asyncwal.replication._jetstream import StreamLink
-from asyncwal.replication._wire import encode, order_headers, subject_of
+from asyncwal.replication._wire import encode, order_headers
 
 from .replication_support import log_records, payload, stream_records
 
@@ -26,11 +26,14 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from asyncwal.replication._wire import Layout
-
     from .nats_cluster import NatsCluster
 
+#: The loop is not what these test (the shipper is loop-agnostic; test_replication_open runs
+#: its main test under both): one loop keeps the suite short.
+pytestmark = pytest.mark.one_loop
+
 LAYOUTS = ("packed", "record")
+REPLICATED = asyncwal.Durability.REPLICATED
 
 
 def settings(cluster: NatsCluster, **kw: object) -> NatsReplication:
@@ -96,33 +99,27 @@ async def test_a_restarted_shipper_resumes_from_the_stream(cluster: NatsCluster,
     assert await stream_records(cluster.urls, log_id) == await log_records(path)
 
 
-@pytest.mark.parametrize("layout", LAYOUTS)
-async def test_a_stale_message_cannot_land_behind_another(
-    cluster: NatsCluster, tmp_path: Path, layout: Layout
-) -> None:
-    """A message from an earlier run (built to follow a message that never landed) arrives
-    after the shipper stored other records there: the server must refuse it (or, in the
-    record layout inside the duplicate window, answer that seq 2 is already there), or the
-    stream would hold seq 2 twice. Built with the shipper's own ordering headers."""
+async def test_a_stale_record_message_cannot_land_twice(cluster: NatsCluster, tmp_path: Path) -> None:
+    """Record layout: a message from an earlier run for seq 2 (built to follow seq 1) arrives
+    after the shipper stored seq 2 and more: the server must refuse it (or, inside the
+    duplicate window, answer that seq 2 is already there), or the stream would hold seq 2
+    twice. Built with the shipper's own ordering headers."""
     path = tmp_path / "wal"
-    opts = settings(cluster, layout=layout)
+    opts = settings(cluster, layout="record")
     async with asyncwal.open(path) as log, Replicator(log, opts) as rep:
         await rep.wait_replicated(max(await log.append_batch([b"one", b"two", b"three"])))
-        # The stale run shipped [1] (lost) and then [2] expecting to follow it.
-        stale = encode(rep.log_id, 2, [b"stale two"], layout)
+        stale = encode(rep.log_id, 2, [b"stale two"], "record")
         link = StreamLink(opts, rep.log_id)
         await link.connect()
         try:
-            after = 1  # the stream sequence [1] got in the stale run
-            headers = stale.headers | order_headers(link.subject, layout, 2, after, False)
+            headers = stale.headers | order_headers(1)
             outcome: tuple[object, ...]
             try:
-                ack = await link._js.publish(subject_of(link.subject, layout, 2), stale.body, headers=headers)
+                ack = await link._js.publish(link.subject, stale.body, headers=headers)
                 outcome = ("stored", ack.seq, ack.duplicate)
             except nats.js.errors.BadRequestError as exc:
                 outcome = ("refused", exc.err_code)
-            allowed = [("refused", 10071)] + ([("stored", 2, True)] if layout == "record" else [])
-            assert outcome in allowed
+            assert outcome in [("refused", 10071), ("stored", 2, True)]
         finally:
             await link.close()
         await rep.wait_replicated(await log.append(b"four"))
@@ -130,32 +127,39 @@ async def test_a_stale_message_cannot_land_behind_another(
     assert records == await log_records(path) == [(1, b"one"), (2, b"two"), (3, b"three"), (4, b"four")]
 
 
-async def test_two_of_three_down_replicated_times_out_disk_goes_on(
-    cluster: NatsCluster, tmp_path: Path
-) -> None:
+async def test_fences_refuse_a_message_of_an_earlier_run(cluster: NatsCluster, tmp_path: Path) -> None:
+    """Packed layout: a message left in flight by an earlier shipping run arrives after a
+    new run began, exactly where the stream ends now. Position alone would let it in (and
+    its records would not follow the stream's); the new run's fences must refuse it. The
+    stale message carries the ordering headers the earlier run really used (JetStream
+    stores a message's headers), so this fails if the shipper does not fence its messages."""
     path = tmp_path / "wal"
-    async with asyncwal.open(path) as log, Replicator(log, settings(cluster, timeout=1.0)) as rep:
-        first = await log.append(b"before")
-        await rep.wait_replicated(first)
-        leader = cluster.stream_leader(rep.stream)
-        assert leader is not None
-        others = [n for n in cluster.nodes if n is not leader]
-        cluster.kill(leader)
-        cluster.kill(others[0])
-        seqs = [await log.append(payload(i)) for i in range(20)]  # DISK appends go on
-        assert log.durable_seq == seqs[-1]
-        loop = asyncio.get_running_loop()
-        t0 = loop.time()
-        with pytest.raises(ReplicationTimeoutError) as info:
-            await rep.wait_replicated(seqs[-1])
-        assert info.value.seq == seqs[-1]
-        assert loop.time() - t0 < 5.0  # the configured 1 s, with room for a loaded machine
-        assert rep.replicated_seq < seqs[-1]
-        cluster.restart_all_down()
-        await cluster.wait_healthy_async()
-        await until(lambda: rep.replicated_seq == seqs[-1], "shipping to catch up", within=60.0)
-        log_id = rep.log_id
-    assert await stream_records(cluster.urls, log_id) == await log_records(path)
+    opts = settings(cluster, layout="packed", max_in_flight=4)
+    async with asyncwal.open(path, replicate=opts) as log:
+        await log.wait_for(max(await log.append_batch([b"one", b"two"])), REPLICATED)
+    async with asyncwal.open(path, replicate=opts) as log:  # a new run: new fences
+        link = StreamLink(opts, log.log_id)
+        await link.connect()
+        try:
+            pos = await link.position(create_at=None)
+            shipped = await link.get(pos.data_seq)  # the earlier run's message
+            assert shipped is not None
+            fence = {k: v for k, v in shipped.headers.items() if k.startswith("Nats-Expected-Last-Subject")}
+            assert fence, "the shipper's messages must name a fence"
+            stale = encode(log.log_id, 5, [b"stale five"], "packed")  # 3 and 4 never shipped
+            order = order_headers(pos.stream_last) | fence
+            with pytest.raises(nats.js.errors.BadRequestError) as refused:
+                await link._js.publish(link.subject, stale.body, headers=stale.headers | order)
+            assert refused.value.err_code == 10071
+        finally:
+            await link.close()
+        await log.wait_for(max(await log.append_batch([b"three", b"four"])), REPLICATED)
+        log_id = log.log_id
+    assert (
+        await stream_records(cluster.urls, log_id)
+        == await log_records(path)
+        == [(1, b"one"), (2, b"two"), (3, b"three"), (4, b"four")]
+    )
 
 
 @pytest.mark.parametrize("victim", ["leader", "follower"])
@@ -192,9 +196,12 @@ async def test_killing_a_server_loses_no_replicated_record(
     assert sorted(in_stream) == list(range(1, len(in_stream) + 1))
 
 
-async def test_restore_brings_back_every_replicated_record(cluster: NatsCluster, tmp_path: Path) -> None:
+@pytest.mark.parametrize("layout", LAYOUTS)
+async def test_restore_brings_back_every_replicated_record(
+    cluster: NatsCluster, tmp_path: Path, layout: str
+) -> None:
     path = tmp_path / "wal"
-    async with asyncwal.open(path) as log, Replicator(log, settings(cluster)) as rep:
+    async with asyncwal.open(path) as log, Replicator(log, settings(cluster, layout=layout)) as rep:
         seqs = await asyncio.gather(*(log.append(payload(i)) for i in range(1, 301)))
         await rep.wait_replicated(max(seqs))
         log_id = rep.log_id
@@ -210,40 +217,77 @@ async def test_restore_brings_back_every_replicated_record(cluster: NatsCluster,
 async def test_a_log_behind_its_stream_is_reported_then_restored(
     cluster: NatsCluster, tmp_path: Path
 ) -> None:
-    path = tmp_path / "wal"
-    async with asyncwal.open(path) as log, Replicator(log, settings(cluster)) as rep:
-        for i in range(1, 41):
-            await log.append(payload(i))
-        await rep.wait_replicated(40)
-        log_id = rep.log_id
-    # Lose the whole log (the same identity comes back when the directory does): behind.
+    path, backup = tmp_path / "wal", tmp_path / "backup"
+    async with asyncwal.open(path, replicate=settings(cluster)) as log:
+        for i in range(1, 21):
+            await log.append(payload(i), durability=REPLICATED)
+    shutil.copytree(path, backup)
+    async with asyncwal.open(path, replicate=settings(cluster)) as log:
+        for i in range(21, 41):
+            await log.append(payload(i), durability=REPLICATED)
+        log_id = log.log_id
+    # The disk is lost; the log comes back from an old backup: behind its stream.
     shutil.rmtree(path)
-    async with asyncwal.open(path) as log:
-        for i in range(1, 6):
-            await log.append(payload(i))
-        with pytest.raises(DivergedError, match="behind"):
-            await Replicator(log, settings(cluster)).start()
-    shutil.rmtree(path)
-    await restore(path, settings(cluster), log_id=log_id)
-    async with asyncwal.open(path) as log, Replicator(log, settings(cluster)) as rep:
-        seq = await log.append(b"after restore")
-        assert seq == 41
-        await rep.wait_replicated(seq)
+    shutil.copytree(backup, path)
+    with pytest.raises(DivergedError, match="behind"):
+        await asyncwal.open(path, replicate=settings(cluster))
+    report = await restore(path, settings(cluster))  # the local log says which stream
+    assert (report.created, report.local_before, report.records, report.last_seq) == (False, 20, 20, 40)
+    async with asyncwal.open(path, replicate=settings(cluster)) as log:
+        assert await log.append(b"after restore", durability=REPLICATED) == 41
     assert await stream_records(cluster.urls, log_id) == await log_records(path)
 
 
 async def test_a_rewritten_log_is_reported(cluster: NatsCluster, tmp_path: Path) -> None:
-    path = tmp_path / "wal"
-    async with asyncwal.open(path) as log, Replicator(log, settings(cluster)) as rep:
+    path, backup = tmp_path / "wal", tmp_path / "backup"
+    async with asyncwal.open(path, replicate=settings(cluster)) as log:
         for i in range(1, 11):
-            await log.append(payload(i))
-        await rep.wait_replicated(10)
+            await log.append(payload(i), durability=REPLICATED)
+    shutil.copytree(path, backup)
+    async with asyncwal.open(path, replicate=settings(cluster)) as log:
+        for i in range(11, 16):
+            await log.append(payload(i), durability=REPLICATED)
+    # Back to the backup, then other records under seqs 11..15 (and more).
     shutil.rmtree(path)
+    shutil.copytree(backup, path)
     async with asyncwal.open(path) as log:
-        for i in range(1, 16):
+        for i in range(11, 26):
             await log.append(b"other " + payload(i))
-        with pytest.raises(DivergedError, match="different records"):
-            await Replicator(log, settings(cluster)).start()
+    with pytest.raises(DivergedError, match="different records"):
+        await asyncwal.open(path, replicate=settings(cluster))
+    with pytest.raises(DivergedError, match="differs"):
+        await restore(path, settings(cluster))
+
+
+async def test_restore_makes_a_log_with_the_streams_id_and_seqs(cluster: NatsCluster, tmp_path: Path) -> None:
+    """A log that was truncated before it was first replicated ships from its first seq: the
+    stream starts after seq 1, and a restored log must start there too, with the same id."""
+    path = tmp_path / "wal"
+    async with asyncwal.open(path, segment_size=4096) as log:
+        for i in range(1, 101):
+            await log.append(payload(i) * 10)
+        first = await log.truncate_before(60)
+        assert first > 1
+        log_id = log.log_id
+    async with asyncwal.open(path, segment_size=4096, replicate=settings(cluster)) as log:
+        await log.wait_for(100, REPLICATED)
+    before = await log_records(path)
+    shutil.rmtree(path)
+    with pytest.raises(ValueError, match="holds no log"):
+        await restore(path, settings(cluster))
+    report = await restore(path, settings(cluster), log_id=log_id)
+    assert (report.created, report.records, report.last_seq) == (True, 100 - first + 1, 100)
+    assert await log_records(path) == before
+    async with asyncwal.open(path, replicate=settings(cluster)) as log:
+        assert log.log_id == log_id and log.first_seq == first
+        assert await log.append(b"more", durability=REPLICATED) == 101
+    assert await stream_records(cluster.urls, log_id) == await log_records(path)
+    # A directory holding another log is not taken over.
+    async with asyncwal.open(tmp_path / "other") as other:
+        await other.append(b"mine")
+    with pytest.raises(StreamMismatchError, match="restore into an empty directory"):
+        await restore(tmp_path / "other", settings(cluster), log_id=log_id)
+    assert await log_records(tmp_path / "other") == [(1, b"mine")]
 
 
 async def test_a_stream_of_another_log_is_refused(cluster: NatsCluster, tmp_path: Path) -> None:
@@ -266,7 +310,7 @@ async def test_an_unreachable_server_times_out_replicated_waits(tmp_path: Path) 
             await rep.wait_replicated(seq)
         assert not rep.status().connected
     with pytest.raises(ReplicationError, match="cannot reach"):
-        await restore(tmp_path / "restored", opts)
+        await restore(tmp_path / "restored", opts, log_id=rep.log_id)
 
 
 async def test_a_malformed_message_stops_restore_and_damages_nothing(
@@ -319,10 +363,23 @@ async def test_the_restore_command(
     assert "30 records" in capsys.readouterr().out
     assert await log_records(path) == before
     status = await asyncio.to_thread(
-        cli.main, ["restore", str(tmp_path / "x"), "--server", "nats://127.0.0.1:1"]
+        cli.main,
+        [
+            "restore",
+            str(tmp_path / "x"),
+            "--server",
+            "nats://127.0.0.1:1",
+            "--log-id",
+            log_id,
+            "--timeout",
+            "0.5",
+        ],
     )
     assert status == 2
     assert "cannot reach" in capsys.readouterr().err
+    status = await asyncio.to_thread(cli.main, ["restore", str(tmp_path / "y"), "--server", cluster.urls[0]])
+    assert status == 2
+    assert "holds no log: give the log id" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("subject", ["replicated-packed", "direct-publish"])

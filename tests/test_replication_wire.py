@@ -7,12 +7,16 @@ import pytest
 import asyncwal
 from asyncwal import StreamMismatchError
 from asyncwal.replication._wire import (
-    CHAIN_MOD,
     MAX_RECORDS,
     decode,
     encode,
+    fence_headers,
+    fence_position,
+    fence_subject,
+    is_fence,
+    last_seq_of,
     order_headers,
-    subject_of,
+    stream_subjects,
 )
 
 LOG = "0f6e7d5c-1111-4222-8333-944445555666"
@@ -69,19 +73,29 @@ def test_a_packed_body_that_does_not_parse_is_refused() -> None:
         decode(LOG, headers, body, "m")
 
 
-def test_order_headers_chain_packed_messages_by_content() -> None:
-    base = "asyncwal.x"
-    first = order_headers(base, "packed", 1, 0, True)
-    assert first["Nats-Expected-Last-Subject-Sequence"] == "0"
-    nxt = order_headers(base, "packed", 101, 7, False)
-    assert nxt["Nats-Expected-Last-Sequence"] == "7"
-    assert nxt["Nats-Expected-Last-Subject-Sequence"] == "7"
-    # The predecessor ends at 100: it went to the subject of its last seq.
-    assert nxt["Nats-Expected-Last-Subject-Sequence-Subject"] == subject_of(base, "packed", 100)
-    assert order_headers(base, "record", 5, 4, False) == {"Nats-Expected-Last-Sequence": "4"}
-    assert CHAIN_MOD > MAX_RECORDS
+def test_order_headers_name_the_position_and_the_fence() -> None:
+    assert order_headers(4) == {"Nats-Expected-Last-Sequence": "4"}
+    fence = (fence_subject("asyncwal.x", 3), 17)
+    assert order_headers(40, fence) == {
+        "Nats-Expected-Last-Sequence": "40",
+        "Nats-Expected-Last-Subject-Sequence": "17",
+        "Nats-Expected-Last-Subject-Sequence-Subject": "asyncwal.x.fence.3",
+    }
+    # The stream takes the fences' subjects (the server refuses a message on any other).
+    assert stream_subjects("asyncwal.x") == ["asyncwal.x", "asyncwal.x.fence.*"]
     with pytest.raises(ValueError, match="packed message holds"):
         encode(LOG, 1, [b""] * (MAX_RECORDS + 1), "packed")
+
+
+def test_a_fence_records_where_the_stream_was() -> None:
+    headers = fence_headers(LOG, 2, 120, 37)
+    assert is_fence(headers) and not is_fence(encode(LOG, 1, [b"x"], "packed").headers)
+    assert fence_position(headers, "m") == (120, 37)
+    assert last_seq_of(headers, "m") == 120
+    # Before any record: zeros, and last_seq_of never goes down along a stream.
+    assert last_seq_of(fence_headers(LOG, 0, 0, 0), "m") == 0
+    with pytest.raises(StreamMismatchError, match="Asyncwal-Data-Seq"):
+        fence_position(headers | {"Asyncwal-Data-Seq": "-1"}, "m")
 
 
 def test_replication_errors_are_wal_errors() -> None:

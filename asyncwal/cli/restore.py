@@ -1,7 +1,8 @@
 """``asyncwal restore DIR --server URL``: rebuild or extend a log from its NATS JetStream stream.
 
-Runs :func:`asyncwal.replication.restore`: the log in DIR (created if missing) gets every
-record after its last seq that the stream holds, byte for byte, with the same seqs. Needs
+Runs :func:`asyncwal.replication.restore`: the log in DIR gets every record after its last
+seq that the stream holds, byte for byte, with the same seqs. A DIR that holds no log gets a
+new one with the stream's log id and first seq (``--log-id`` or ``--stream`` says which). Needs
 the ``nats`` extra. Exit status: 0 restored (or nothing to add), 1 the stream or the log
 refused (another log's stream, a damaged message, a diverged log), 2 usage or connection
 problems.
@@ -27,10 +28,11 @@ def add_parser(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     restore = sub.add_parser(
         "restore",
         help="rebuild or extend a log from its NATS JetStream stream",
-        description="Append to the log in DIR (creating it) every record its stream holds after "
-        "the log's last seq. Needs the nats extra: pip install 'asyncwal[nats]'.",
+        description="Append to the log in DIR every record its stream holds after the log's last "
+        "seq. A DIR that holds no log gets a new one with the stream's log id and first seq. "
+        "Needs the nats extra: pip install 'asyncwal[nats]'.",
     )
-    restore.add_argument("directory", metavar="DIR", help="the log directory (created if missing)")
+    restore.add_argument("directory", metavar="DIR", help="the log directory (a new log if it holds none)")
     restore.add_argument(
         "--server",
         dest="servers",
@@ -40,7 +42,10 @@ def add_parser(sub: Subcommands, common: argparse.ArgumentParser) -> None:
         help="a NATS server URL, e.g. nats://10.0.0.1:4222 (repeat for several)",
     )
     restore.add_argument("--stream", help="the stream's name (default: the one named after the log id)")
-    restore.add_argument("--log-id", help="the log id to restore (default: the local log's)")
+    restore.add_argument(
+        "--log-id",
+        help="the log id to restore (default: the local log's; needed for a new one, unless --stream)",
+    )
     restore.add_argument(
         "--timeout", type=float, default=5.0, help="seconds to wait for each answer (default %(default)s)"
     )
@@ -68,14 +73,14 @@ def run(args: argparse.Namespace) -> int:
     except (StreamMismatchError, DivergedError) as exc:
         error("restore", str(exc))
         return 1
-    except (ReplicationError, LogLockedError, OSError) as exc:
+    except (ReplicationError, LogLockedError, OSError, ValueError) as exc:
         error("restore", str(exc))
         return 2
     out = Out()
     out.fields(
         [
             ("log", report.path),
-            ("log id", report.log_id),
+            ("log id", report.log_id + (" (a new log, made with the stream's id)" if report.created else "")),
             ("stream", report.stream),
             ("before", f"last seq {report.local_before}"),
             ("restored", f"{report.records} records from {report.messages} messages"),

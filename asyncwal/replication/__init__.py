@@ -2,14 +2,16 @@
 
 ::
 
-    from asyncwal.replication import NatsReplication, Replicator
+    import asyncwal
+    from asyncwal import Durability
+    from asyncwal.replication import NatsReplication
 
-    async with asyncwal.open("data/wal") as log:
-        async with Replicator(log, NatsReplication(servers=["nats://10.0.0.1:4222"])) as rep:
-            seq = await log.append(b"payload")
-            await rep.wait_replicated(seq)   # on local DISK and stored on a quorum
+    settings = NatsReplication(servers=["nats://10.0.0.1:4222", "nats://10.0.0.2:4222"])
+    async with asyncwal.open("data/wal", replicate=settings) as log:
+        seq = await log.append(b"payload", durability=Durability.REPLICATED)
+        # on local DISK and stored on a quorum of the cluster
 
-    report = await asyncwal.replication.restore("data/wal", NatsReplication(servers=[...]))
+    report = await asyncwal.replication.restore("data/wal", settings)
 
 Needs the ``nats`` extra (``pip install 'asyncwal[nats]'``); ``import asyncwal`` never
 imports this package, and this package imports the NATS client only when replication
@@ -18,8 +20,8 @@ starts. See docs/replication.md for what ``REPLICATED`` survives and what it doe
 
 from ._options import NatsReplication as NatsReplication
 from ._replicator import Replicator as Replicator
-from ._replicator import log_id_of as log_id_of
 from ._replicator import replicate as replicate
+from ._replicator import replicator_of as replicator_of
 from ._restore import RestoreReport as RestoreReport
 from ._restore import restore as restore
 from ._shipper import ReplicationStatus as ReplicationStatus
@@ -29,7 +31,7 @@ __all__ = (
     "ReplicationStatus",
     "Replicator",
     "RestoreReport",
-    "log_id_of",
     "replicate",
+    "replicator_of",
     "restore",
 )

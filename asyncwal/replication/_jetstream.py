@@ -10,6 +10,8 @@ Publishing is split in two so that the shipper can keep several messages in flig
 acknowledgement (or error) arrives later through the ``on_ack`` callback given to the
 constructor, identified by the token the shipper chose. Acknowledgements may arrive in any
 order (a refusal before the proposal returns at once; a stored message after its Raft commit).
+:meth:`StreamLink.write_fences` writes a packed stream's fences as one atomic batch (see
+_wire): all of them are stored, in order, or none.
 
 The ``nats`` package is imported lazily, when a link is made: ``import asyncwal.replication``
 works without it.
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +32,7 @@ from . import _wire
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable
 
-    from ._options import NatsReplication
+    from ._settings import Settings
 
 __all__ = ("Ack", "LinkError", "Position", "StreamLink", "import_nats")
 
@@ -74,7 +77,8 @@ class Position:
 
     :ivar stream_last: the stream's last sequence (0 if it never held a message)
     :ivar log_last: the last log seq the stream holds (0 if none)
-    :ivar msg_id: the message id of the stream's last message (None if none)
+    :ivar data_seq: the stream sequence of the message holding ``log_last`` (0 if none;
+        below ``stream_last`` when fences follow it)
     :ivar stream_first: the stream's first sequence still stored
     :ivar messages: messages stored
     :ivar layout: the wire layout the stream holds
@@ -82,7 +86,7 @@ class Position:
 
     stream_last: int
     log_last: int
-    msg_id: str | None
+    data_seq: int
     stream_first: int
     messages: int
     layout: str
@@ -97,7 +101,7 @@ class StreamLink:
     """
 
     def __init__(
-        self, options: NatsReplication, log_id: str, on_ack: Callable[[int, Ack], None] | None = None
+        self, options: Settings, log_id: str, on_ack: Callable[[int, Ack], None] | None = None
     ) -> None:
         self.options = options
         self.log_id = log_id
@@ -186,7 +190,8 @@ class StreamLink:
             return None
 
     async def ensure_stream(self, first_seq: int) -> Any:
-        """The stream's info after checking it belongs to this log; create it if allowed.
+        """The stream's info after checking it belongs to this log and holds the configured
+        layout; create it if allowed.
 
         :param first_seq: the log seq the stream's sequence starts at if it is created (so that
             in the record layout stream sequence == log seq)
@@ -201,11 +206,12 @@ class StreamLink:
 
             config = StreamConfig(
                 name=self.stream,
-                subjects=[self.subject, self.subject + ".*"],
+                subjects=_wire.stream_subjects(self.subject),
                 num_replicas=self.options.replicas,
                 storage=StorageType.FILE,
                 first_seq=first_seq,
                 allow_direct=True,
+                allow_atomic=self.options.layout == "packed" or None,
                 metadata={META_LOG_ID: self.log_id, META_LAYOUT: self.options.layout},
                 description=f"asyncwal log {self.log_id}",
             )
@@ -219,6 +225,17 @@ class StreamLink:
                 if info is None:
                     raise LinkError(f"stream {self.stream} could not be created")
         self._check_owner(info)
+        layout = (info.config.metadata or {}).get(META_LAYOUT)
+        if layout != self.options.layout:
+            raise StreamMismatchError(
+                f"stream {self.stream} holds the {layout!r} layout, not {self.options.layout!r}: a stream "
+                "keeps the layout it was created with"
+            )
+        if layout == "packed" and not info.config.allow_atomic:
+            raise StreamMismatchError(
+                f"stream {self.stream} does not allow atomic batches (allow_atomic), which the packed "
+                "layout's fences need (nats-server 2.12 or later)"
+            )
         return info
 
     def _check_owner(self, info: Any) -> None:
@@ -233,9 +250,10 @@ class StreamLink:
                 f"stream {self.stream} belongs to log {owner}, not to this log ({self.log_id})"
             )
         subjects = info.config.subjects or []
-        if self.subject not in subjects:
+        if not set(_wire.stream_subjects(self.subject)) <= set(subjects):
             raise StreamMismatchError(
-                f"stream {self.stream} does not take subject {self.subject} ({subjects})"
+                f"stream {self.stream} does not take the subjects {_wire.stream_subjects(self.subject)} "
+                f"({subjects})"
             )
 
     async def position(self, create_at: int | None) -> Position:
@@ -259,7 +277,7 @@ class StreamLink:
         configured_first = int(info.config.first_seq or 1)
         layout = str((info.config.metadata or {}).get(META_LAYOUT))
         if last < configured_first:  # never written
-            return Position(last, 0, None, int(state.first_seq), 0, layout)
+            return Position(last, 0, 0, int(state.first_seq), 0, layout)
         msg = await self.get(last)
         if msg is None:
             raise StreamMismatchError(
@@ -268,17 +286,16 @@ class StreamLink:
             )
         headers = msg.headers or {}
         where = f"stream {self.stream} seq {last}"
-        owner = headers.get(_wire.H_LOG)
-        if owner != self.log_id:
-            raise StreamMismatchError(f"{where}: belongs to log {owner}, not to this log ({self.log_id})")
-        log_last = _wire.last_seq_of(headers, where)
+        _wire.owner_of(self.log_id, headers, where)
+        if _wire.is_fence(headers):
+            log_last, data_seq = _wire.fence_position(headers, where)
+        else:
+            log_last, data_seq = _wire.last_seq_of(headers, where), last
         if layout == "record" and log_last != last:
             raise StreamMismatchError(
                 f"{where}: holds seq {log_last}; in the record layout the two are equal"
             )
-        return Position(
-            last, log_last, headers.get(_wire.H_MSG_ID), int(state.first_seq), int(state.messages), layout
-        )
+        return Position(last, log_last, data_seq, int(state.first_seq), int(state.messages), layout)
 
     async def get(self, stream_seq: int) -> Any | None:
         """The stored message at ``stream_seq`` (from the leader), or None if there is none."""
@@ -292,25 +309,61 @@ class StreamLink:
 
     # -- publishing -------------------------------------------------------------------
 
-    async def publish(self, token: int, msg: _wire.Outgoing, after: int, empty: bool) -> None:
+    async def publish(self, token: int, msg: _wire.Outgoing, order: dict[str, str]) -> None:
         """Hand one message to the client; its Ack comes to ``on_ack(token, ...)`` later.
 
-        :param after: the stream sequence it must follow (see _wire.order_headers)
-        :param empty: the stream holds no message of the log yet
+        :param order: its ordering headers (_wire.order_headers)
         :raises LinkError: the client refused it (closed, or its buffer is full while it
             reconnects)
         """
         nats = import_nats()
-        layout = self.options.layout
-        headers = msg.headers | _wire.order_headers(self.subject, layout, msg.first, after, empty)
-        subject = _wire.subject_of(self.subject, layout, msg.last)
         nc = self._nc
         if nc is None:
             raise LinkError("not connected")
         try:
-            await nc.publish(subject, msg.body, reply=f"{self._inbox}.{token}", headers=headers)
+            await nc.publish(
+                self.subject, msg.body, reply=f"{self._inbox}.{token}", headers=msg.headers | order
+            )
         except (OSError, nats.errors.Error) as exc:
             raise LinkError(f"publish to {self.subject}: {exc!r}") from exc
+
+    async def write_fences(self, count: int, after: int, log_last: int, data_seq: int) -> int:
+        """Write fences ``0 .. count - 1`` right behind stream sequence ``after``, as one
+        atomic batch: all stored at ``after + 1 ..``, in order, or none.
+
+        :param log_last: the last log seq the stream holds (0: none), recorded in each fence
+        :param data_seq: the stream sequence of the message holding it (0: none)
+        :return: the stream sequence of fence 0
+        :raises LinkError: not stored (refused, or no answer in time): read the position again
+        """
+        nats = import_nats()
+        nc = self._nc
+        if nc is None:
+            raise LinkError("not connected")
+        batch = uuid.uuid4().hex
+        try:
+            for j in range(count):
+                headers = _wire.fence_headers(self.log_id, j, log_last, data_seq)
+                headers["Nats-Batch-Id"] = batch
+                headers["Nats-Batch-Sequence"] = str(j + 1)
+                subject = _wire.fence_subject(self.subject, j)
+                if j == 0:
+                    headers["Nats-Expected-Last-Sequence"] = str(after)
+                if j < count - 1:
+                    await nc.publish(subject, b"", headers=headers)
+                    continue
+                headers["Nats-Batch-Commit"] = "1"
+                reply = await asyncio.wait_for(
+                    nc.request(subject, b"", headers=headers, timeout=self._timeout), self._timeout * 1.5
+                )
+        except (TimeoutError, OSError, nats.errors.Error) as exc:
+            raise LinkError(f"fences of {self.stream}: {exc!r}") from exc
+        ack = _parse_ack(reply)
+        if ack.error is not None:
+            raise LinkError(f"fences of {self.stream} refused: {ack.error}")
+        if ack.seq != after + count:
+            raise LinkError(f"fences of {self.stream} stored up to seq {ack.seq}, expected {after + count}")
+        return after + 1
 
     async def _on_reply(self, msg: Any) -> None:
         on_ack = self._on_ack
@@ -325,8 +378,8 @@ class StreamLink:
     # -- reading ----------------------------------------------------------------------
 
     async def read(self, start: int, end: int, batch: int = 256) -> AsyncIterator[tuple[int, Any, bytes]]:
-        """The stream's messages with sequences ``start..end``, in order, as
-        ``(stream seq, headers, body)``; sequences with no message (deleted) are skipped.
+        """The stream's data messages with sequences ``start..end``, in order, as
+        ``(stream seq, headers, body)``; fences and deleted sequences are skipped.
 
         Reads through an ephemeral pull consumer that acknowledges nothing; every fetch has
         its own deadline, and a fetch that fails is retried from the next sequence up to
@@ -345,7 +398,7 @@ class StreamLink:
                 inactive_threshold=60.0,
                 mem_storage=True,
                 num_replicas=1,
-                filter_subjects=[self.subject, self.subject + ".*"],
+                filter_subjects=[self.subject],  # the records' messages, not the fences
             )
             try:
                 sub = await self._request(

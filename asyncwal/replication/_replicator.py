@@ -1,40 +1,40 @@
 """The public handle of a log's replication: start the shipper, wait at ``REPLICATED``, stop.
 
-A :class:`Replicator` ties three things to one open :class:`~asyncwal.Log`: the shipper task,
-the ``REPLICATED`` level it advances (the engine's own when the engine offers one, see
-_level), and the log's identity (which names the stream). It never owns the log: close the
-replicator before the log, so that it can ship what is durable first.
+A :class:`Replicator` ties four things to one open :class:`~asyncwal.Log`: the shipper task,
+the log's ``REPLICATED`` level (which the shipper advances), the log's retention (which
+``truncate_before`` clamps to the first record not yet in the stream), and the log's close
+(which drains and stops the replicator once every accepted record is durable, before the
+files are released). ``asyncwal.open(path, replicate=NatsReplication(...))`` makes one;
+:func:`replicate` makes one for a log that is open already.
+
+Invariants: at most one replicator per log; the ``REPLICATED`` mark starts at the position
+read from the stream; once the replicator is closed the log no longer offers ``REPLICATED``
+(waits at it fail with :class:`~asyncwal.ReplicationError`) and truncation is free again.
 """
 
 from __future__ import annotations
 
-import uuid
+import asyncio
 from typing import TYPE_CHECKING, Any
 
 from .._errors import LogClosedError, ReplicationError
 from .._options import Durability
 from ._jetstream import LinkError, import_nats
-from ._level import LevelHandle, LocalLevel, attach
+from ._level import attach, detach
 from ._shipper import ReplicationStatus, Shipper
 
 if TYPE_CHECKING:
     from .._log import Log
-    from ._options import NatsReplication
+    from ._settings import Settings
 
-__all__ = ("Replicator", "log_id_of", "replicate")
+__all__ = ("Replicator", "replicate", "replicator_of")
 
 
-def log_id_of(log: Log) -> str:
-    """The log's durable identity (a UUID string).
-
-    Taken from the log itself when it has one (``log.log_id``, kept in META). A log without
-    one gets a stable stand-in derived from its directory path, so that the same path always
-    ships to the same stream.
-    """
-    own = getattr(log, "log_id", None)
-    if isinstance(own, str) and own:
-        return own
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, "asyncwal:" + log.path))
+def replicator_of(log: Log) -> Replicator | None:
+    """The replicator running on ``log`` (``asyncwal.open(..., replicate=...)`` starts one),
+    or None."""
+    rep = log._engine.replication
+    return rep if isinstance(rep, Replicator) else None
 
 
 class Replicator:
@@ -43,25 +43,27 @@ class Replicator:
     ::
 
         async with asyncwal.open("data/wal") as log:
-            async with Replicator(log, NatsReplication(servers=["nats://10.0.0.1:4222"])) as rep:
-                seq = await log.append(b"payload")
-                await rep.wait_replicated(seq)   # stored on a quorum of the cluster
+            rep = await asyncwal.replication.replicate(log, NatsReplication(servers=[...]))
+            seq = await log.append(b"payload", durability=asyncwal.Durability.REPLICATED)
 
-    :param log: an open log; the replicator does not close it
+    Closing the log closes the replicator (after shipping what is durable, for up to
+    ``drain_timeout`` seconds); so does :meth:`close` or leaving ``async with``.
+
+    :param log: an open log; the replicator does not own it
     :param options: where the stream is, and how to ship
     """
 
-    def __init__(self, log: Log, options: NatsReplication) -> None:
+    def __init__(self, log: Log, options: Settings) -> None:
         import_nats()  # fail now, with the extra's name, if the client is missing
         self._log = log
         self._options = options
-        self.log_id = log_id_of(log)
+        self.log_id = log.log_id
         self._shipper: Shipper | None = None
-        self._handle: LevelHandle | None = None
-        self._local: LocalLevel | None = None
+        self._attached = False
+        self._closing: asyncio.Task[None] | None = None
 
     @property
-    def options(self) -> NatsReplication:
+    def options(self) -> Settings:
         return self._options
 
     @property
@@ -72,7 +74,12 @@ class Replicator:
     @property
     def replicated_seq(self) -> int:
         """Every seq up to this one is on local ``DISK`` and acknowledged by the stream."""
-        return self._handle.seq if self._handle is not None else 0
+        if not self._attached:
+            return 0
+        return self._log._engine.mark(Durability.REPLICATED)
+
+    def _explain(self) -> str:
+        return self._shipper.explain() if self._shipper is not None else "not started"
 
     async def start(self, wait: float | None = None) -> None:
         """Start shipping, and wait (``request_timeout`` by default) for the stream's position.
@@ -82,21 +89,21 @@ class Replicator:
 
         :raises StreamMismatchError: the stream belongs to another log
         :raises DivergedError: the log is behind its stream, or disagrees with it
-        :raises RuntimeError: already started
+        :raises ReplicationError: the log is replicated already
+        :raises RuntimeError: this replicator was started before
         """
         if self._shipper is not None:
             raise RuntimeError("this replicator was already started")
-        if self._log.closed:
+        log = self._log
+        if log.closed:
             raise LogClosedError("the log is closed")
-
-        def explain() -> str:
-            return self._shipper.explain() if self._shipper is not None else "not started"
-
-        self._handle, self._local = attach(self._log, self._options.timeout, explain, start=0)
-        shipper = Shipper(self._log, self._options, self.log_id, self._handle)
-        if self._local is not None:
-            shipper.on_fatal(self._local.close)
+        engine = log._engine
+        if engine.replication is not None:
+            raise ReplicationError(f"the log {log.path} is replicated already")
+        shipper = Shipper(log, self._options, self.log_id)
         self._shipper = shipper
+        engine.replication = self
+        engine.retain_from = shipper.retain_from
         shipper.start()
         try:
             await shipper.started(self._options.request_timeout if wait is None else wait)
@@ -104,25 +111,21 @@ class Replicator:
             pass  # unreachable for now: the shipper goes on trying
         except BaseException:
             await shipper.stop()
+            self._release()
             raise
+        shipper.attach(attach(log, self._options.timeout, self._explain, start=shipper.shipped_seq))
+        self._attached = True
 
     async def wait_replicated(self, seq: int) -> None:
-        """Wait until record ``seq`` is replicated (``Durability.REPLICATED``).
+        """Wait until record ``seq`` is replicated: ``log.wait_for(seq, Durability.REPLICATED)``.
 
         :raises ValueError: ``seq`` was never appended
         :raises ReplicationTimeoutError: not acknowledged within the ``timeout`` option; the
             record stays committed locally and is shipped once the stream is reachable
-        :raises ReplicationError: replication stopped for good (see :meth:`status`)
+        :raises ReplicationError: replication is not running (see :meth:`status`)
         """
-        if isinstance(seq, bool) or not isinstance(seq, int):
-            raise TypeError("seq must be an int")
-        if seq > self._log.last_seq:
-            raise ValueError(f"seq {seq} has not been appended (last_seq is {self._log.last_seq})")
-        if self._handle is None:
-            raise ReplicationError("replication is not started")
-        if self._local is not None:
-            await self._local.wait(seq)
-            return
+        if not self._attached or self._closing is not None:
+            raise ReplicationError(f"replication is not running ({self._explain()})")
         await self._log.wait_for(seq, Durability.REPLICATED)
 
     def status(self) -> ReplicationStatus:
@@ -132,13 +135,29 @@ class Replicator:
         return self._shipper.status()
 
     async def close(self) -> None:
-        """Ship what is durable now (up to ``drain_timeout`` seconds), then stop."""
-        shipper = self._shipper
-        if shipper is None:
+        """Ship what is durable now (up to ``drain_timeout`` seconds), then stop. Waits at
+        ``REPLICATED`` that are still unresolved then fail."""
+        if self._shipper is None:
             return
-        await shipper.stop()
-        if self._local is not None:
-            self._local.close(ReplicationError("the replicator was closed"))
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
+        shipper = self._shipper
+        assert shipper is not None
+        try:
+            await shipper.stop()
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        engine = self._log._engine
+        if self._attached:
+            detach(self._log, self._explain)
+        if engine.replication is self:
+            engine.replication = None
+            engine.retain_from = None
 
     async def __aenter__(self) -> Replicator:
         await self.start()
@@ -148,7 +167,7 @@ class Replicator:
         await self.close()
 
 
-async def replicate(log: Log, options: NatsReplication, **start: Any) -> Replicator:
+async def replicate(log: Log, options: Settings, **start: Any) -> Replicator:
     """Start replicating ``log``: ``Replicator(log, options)`` then :meth:`Replicator.start`."""
     rep = Replicator(log, options)
     await rep.start(**start)

@@ -1,38 +1,52 @@
 """Restore: rebuild or extend a local log from its stream, record for record, with the same seqs.
 
 A host that lost its disk (or a log that lost a ``batch``/``none`` tail in a power cut) comes
-back with every record the stream holds. The local log is opened normally (recovery runs),
-then every record after its last seq is read from the stream, checked (log id, checksum,
-seq continuity) and appended with ``append_batch`` (so each chunk is on ``DISK``, all or
-nothing, before the next is read). The records the log already has are compared with the
-stream's copy of them, where the stream still holds them, so a log that was *rewritten*
-after shipping is reported, not extended.
+back with every record the stream holds. A directory that holds no log gets a new one with
+the stream's log id (so it knows where it came from, and ships to the same stream again) and
+the stream's first seq (so the seqs are the same even when the stream starts after seq 1).
+The local log is then opened normally (recovery runs), every record after its last seq is
+read from the stream, checked (log id, checksum, seq continuity) and appended with
+``append_batch`` (so each chunk is on ``DISK``, all or nothing, before the next is read).
+The records the log already has are compared with the stream's copy of them, where the
+stream still holds them, so a log that was *rewritten* after shipping is reported, not
+extended.
 
 What restore never does: change or remove a local record; append a record whose seq would
-differ from its seq in the stream; go on past a message that fails its checks. When it stops
-on an error, the records appended before it stay: they are the stream's, byte for byte.
+differ from its seq in the stream; go on past a message that fails its checks; take over a
+directory that holds another log. When it stops on an error, the records appended before it
+stay: they are the stream's, byte for byte. A new log is built in a sibling directory and
+renamed into place, so a crash leaves either no log or an empty log with the stream's id.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .._errors import DivergedError, ReplicationError, StreamMismatchError
+from .._filenames import META_NAME, parse_segment_name
+from .._fileops import OsFileOps
+from .._format import max_frame_length
 from .._log import open as open_log
+from .._options import Options
+from .._segment import SegmentWriter
 from . import _wire
 from ._jetstream import META_LOG_ID, StreamLink, import_nats
 
 if TYPE_CHECKING:
+    from .._fileops import FileOps
     from .._log import Log
-    from ._options import NatsReplication
+    from ._settings import Settings
 
 __all__ = ("RestoreReport", "restore")
 
 #: Records appended per append_batch() call (bounded by bytes too, see _CHUNK_BYTES).
 _CHUNK_RECORDS = 4096
 _CHUNK_BYTES = 4 * 1024 * 1024
+#: A new log is built in ``<path><_BUILDING>`` and renamed into place.
+_BUILDING = ".restoring"
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +56,7 @@ class RestoreReport:
     path: str
     stream: str
     log_id: str
+    created: bool  #: the directory held no log: a new one was made with the stream's id
     local_before: int  #: the log's last seq before the restore (0: it was empty or new)
     last_seq: int  #: its last seq after
     records: int  #: records appended
@@ -50,39 +65,101 @@ class RestoreReport:
 
 async def restore(
     path: str | os.PathLike[str],
-    replication: NatsReplication,
+    replication: Settings,
     *,
     log_id: str | None = None,
     **open_options: Any,
 ) -> RestoreReport:
-    """Bring the log in ``path`` up to date with its stream (create it if missing).
+    """Bring the log in ``path`` up to date with its stream (create it if there is none).
 
     Which stream: ``replication.stream`` if set (its metadata names the log), else the
     default stream of ``log_id``, else the default stream of the local log's own id.
 
     :param open_options: options for :func:`asyncwal.open` (e.g. ``sync_mode``)
+    :raises ValueError: the directory holds no log and neither ``log_id`` nor a stream name
+        says which to restore
     :raises ReplicationError: the server is unreachable or the stream does not exist
-    :raises StreamMismatchError: the stream belongs to another log, or a message in it fails
-        its checks (records before it are restored)
+    :raises StreamMismatchError: the stream belongs to another log (or to another log than
+        the one in ``path``), or a message in it fails its checks (records before it are
+        restored)
     :raises DivergedError: the local log holds a record that differs from the stream's
     """
     import_nats()
-    from ._replicator import log_id_of
-
+    where = os.fspath(path)
+    options = Options(**open_options)
+    ops: FileOps = options.file_ops if options.file_ops is not None else OsFileOps()
+    if not await asyncio.to_thread(_holds_a_log, ops, where):
+        if log_id is None and replication.stream is None:
+            raise ValueError(f"{where} holds no log: give the log id (or the stream) of the log to restore")
+        owner = await _stream_owner(replication, log_id or "-", log_id is not None)
+        first = await _first_seq_of(replication, owner)
+        await asyncio.to_thread(_create, ops, where, options, owner, first)
+        created = True
+    else:
+        created = False
     log = await open_log(path, **open_options)
     try:
-        own = log_id_of(log)
-        owner = await _stream_owner(replication, log_id if log_id is not None else own, log_id is not None)
-        if owner != own and log.last_seq >= log.first_seq:
+        own = log.log_id
+        owner = await _stream_owner(replication, log_id if log_id is not None else own, True)
+        if owner != own:
             raise StreamMismatchError(
-                f"the local log {os.fspath(path)} is log {own}, the stream holds log {owner}"
+                f"the log in {where} is log {own}, the stream holds log {owner}: restore into an "
+                "empty directory instead"
             )
-        return await _restore_into(log, replication, owner, os.fspath(path))
+        return await _restore_into(log, replication, owner, where, created)
     finally:
         await log.close()
 
 
-async def _stream_owner(replication: NatsReplication, log_id: str, explicit: bool) -> str:
+def _holds_a_log(ops: FileOps, path: str) -> bool:
+    """Does ``path`` hold a log (a META or a segment)? (I/O: run on a thread.)"""
+    if not ops.exists(path):
+        return False
+    return any(name == META_NAME or parse_segment_name(name) is not None for name in ops.listdir(path))
+
+
+def _create(ops: FileOps, path: str, options: Options, log_id: str, first_seq: int) -> None:
+    """Make an empty log in ``path`` with this id whose first record will be ``first_seq``.
+
+    Built in a sibling directory (a leftover one from a crash is reused) and renamed into
+    place: ``path`` is either left as it was or becomes the whole new log. (I/O: run on a
+    thread.)
+    """
+    building = path.rstrip(os.sep) + _BUILDING
+    ops.makedirs(building)
+    for name in ops.listdir(building):
+        ops.unlink(os.path.join(building, name))
+    max_frame = max_frame_length(options.max_record_size, options.max_batch_bytes)
+    writer = SegmentWriter(ops, building, options.segment_size, options.preallocate, max_frame, log_id=log_id)
+    writer.create(first_seq)
+    try:
+        # Records below first_seq are not in the stream: to recovery they were truncated.
+        writer.write_meta(first_seq if first_seq > 1 else 0, None)
+    finally:
+        writer.close(sync=True)
+    ops.rename(building, path)
+    ops.sync_dir(os.path.dirname(os.path.abspath(path)))
+
+
+async def _first_seq_of(replication: Settings, log_id: str) -> int:
+    """The first seq the stream of ``log_id`` holds (or, holding none, the seq it was created
+    to start at)."""
+    link = StreamLink(replication, log_id)
+    await link.connect()
+    try:
+        info = await link.stream_info()
+        if info is None:
+            raise ReplicationError(f"stream {link.stream} does not exist")
+        pos = await link.position(create_at=None)
+        if pos.log_last:
+            async for sseq, headers, body in link.read(pos.stream_first, pos.data_seq):
+                return _wire.decode(log_id, headers, body, f"stream {link.stream} seq {sseq}")[1]
+        return max(1, int(info.config.first_seq or 1))
+    finally:
+        await link.close()
+
+
+async def _stream_owner(replication: Settings, log_id: str, explicit: bool) -> str:
     """The log id the stream belongs to (from its metadata), checked against ``log_id`` when
     the stream is named by it or the caller gave it explicitly."""
     link = StreamLink(replication, log_id)
@@ -101,17 +178,17 @@ async def _stream_owner(replication: NatsReplication, log_id: str, explicit: boo
         await link.close()
 
 
-async def _restore_into(log: Log, replication: NatsReplication, log_id: str, path: str) -> RestoreReport:
+async def _restore_into(
+    log: Log, replication: Settings, log_id: str, path: str, created: bool
+) -> RestoreReport:
     link = StreamLink(replication, log_id)
     await link.connect()
     try:
         pos = await link.position(create_at=None)
         before = log.last_seq
         if not pos.log_last:
-            return RestoreReport(path, link.stream, log_id, before, before, 0, 0)
-        start = await _first_message_for(
-            link, pos.stream_first, pos.stream_last, max(before, log.first_seq - 1)
-        )
+            return RestoreReport(path, link.stream, log_id, created, before, before, 0, 0)
+        start = await _first_message_for(link, pos.stream_first, pos.data_seq, max(before, log.first_seq - 1))
         nxt = before + 1
         records = 0
         messages = 0
@@ -130,7 +207,7 @@ async def _restore_into(log: Log, replication: NatsReplication, log_id: str, pat
             chunk, chunk_bytes = [], 0
 
         try:
-            async for sseq, headers, body in link.read(start, pos.stream_last):
+            async for sseq, headers, body in link.read(start, pos.data_seq):
                 where = f"stream {link.stream} seq {sseq}"
                 _, first, payloads = _wire.decode(log_id, headers, body, where)
                 last = first + len(payloads) - 1
@@ -139,11 +216,6 @@ async def _restore_into(log: Log, replication: NatsReplication, log_id: str, pat
                     await _compare(log, first, payloads, where)
                     continue
                 if first > nxt:
-                    if before == 0 and log.last_seq == 0 and records == 0 and not chunk:
-                        raise ReplicationError(
-                            f"{where}: the stream starts at seq {first}; restoring a log that starts "
-                            "after seq 1 is not supported"
-                        )
                     raise StreamMismatchError(f"{where}: seqs {nxt}..{first - 1} are missing from the stream")
                 if first < nxt:
                     await _compare(log, first, payloads[: nxt - first], where)
@@ -155,7 +227,7 @@ async def _restore_into(log: Log, replication: NatsReplication, log_id: str, pat
                 nxt = last + 1
         finally:
             await flush()
-        return RestoreReport(path, link.stream, log_id, before, log.last_seq, records, messages)
+        return RestoreReport(path, link.stream, log_id, created, before, log.last_seq, records, messages)
     finally:
         await link.close()
 

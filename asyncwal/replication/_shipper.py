@@ -6,30 +6,37 @@ stream's leader, even outside JetStream's duplicate window:
 1. **The position comes from the stream.** On every (re)start the shipper reads the stream's
    last message (from the leader) and resumes after the last log seq it holds. There is no
    local position file that could disagree with the stream.
-2. **The server checks the order, by content.** Every message carries the ordering headers
-   of _wire: the stream sequence it must follow, and (packed layout) the subject that the
-   message it follows must have, which encodes that message's last seq. The leader refuses
-   it otherwise (API error 10071), so a message is stored only right behind the message
-   holding the records just before its own: never twice, never out of order, never after a
-   gap, and never behind a stale message from an earlier run that took its place. In the
-   record layout the stream sequence is the record's seq, so the first check is on content.
-3. **Refusals and silence are settled, never guessed.** On any error or missed deadline the
+2. **The server checks the order.** Every message carries ``Nats-Expected-Last-Sequence``:
+   the stream sequence it must follow, counted from the position just read, so that the
+   messages of one shipping run land back to back, exactly where they were meant to, and
+   a message after one that was lost is refused (API error 10071). In the record layout
+   the stream sequence *is* the record's seq (the stream was created that way), so the
+   check is on content: a message can only land where its record belongs.
+3. **Fences end earlier runs (packed layout).** Position alone does not tell a packed
+   message from another run: a message left in flight by an earlier run could arrive late
+   and land right behind a message of this run that happens to end at the position it
+   expected, holding records that do not follow. So each run starts by writing ``K`` fences
+   (one atomic batch, see _wire) right behind the position it read, and its ``i``-th
+   message also requires fence ``i mod K`` to be the last message on that fence's subject
+   (``Nats-Expected-Last-Subject-Sequence``). The batch is stored whole or not at all, so
+   once a run has started, every message of every earlier run is refused; before it, an
+   earlier run's message can only land at the very position it was built for, right
+   behind its own predecessor. A clustered stream refuses a message whose subject check
+   names a subject that a message still in flight also names, which is why there are
+   ``K`` fences: message ``i`` is sent only after message ``i - K`` is acknowledged, so up
+   to ``K`` messages are in flight.
+4. **Refusals and silence are settled, never guessed.** On any error or missed deadline the
    shipper stops publishing, waits until every message in flight is answered or past its
-   deadline, drops them, reads the position again and resumes from there. A message that
-   was stored although its acknowledgement was lost is found by that read.
+   deadline, drops them, reads the position again and resumes from there (a new run). A
+   message that was stored although its acknowledgement was lost is found by that read.
 
-The packed layout keeps one message in flight: the subject check reads the stored stream,
-so a message can only follow one that is already stored (measured on the project machine,
-more in flight did not raise throughput: the cluster's commit rate is the limit, and the
-next message grows while one is in flight). The record layout pipelines up to
-``max_in_flight`` messages, since its check counts messages still being replicated.
 (``Nats-Expected-Last-Msg-Id`` would check content with a pipeline, but a refusal of it when
 the message is applied wedges the stream on nats-server 2.15: "critical write error".)
 
 The ``REPLICATED`` mark is advanced only by an acknowledgement of a stored message (or by the
 position read from the stream), and only up to the last seq that message holds.
 
-Only records at or below the log's ``durable_seq`` are ever read (see _source), so nothing a
+Records come from _source: only records at or below the log's ``durable_seq``, so nothing a
 local crash could take back is shipped. At start the shipper compares the stream with the
 log: a stream holding seqs the log does not have (the log is *behind*) or a different record
 under the same seq is a :class:`~asyncwal.DivergedError`, and nothing is shipped; a log
@@ -44,11 +51,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 from .._errors import (
+    CorruptLogError,
     DivergedError,
     LogClosedError,
     LogFailedError,
@@ -59,22 +68,21 @@ from .._errors import (
 )
 from . import _wire
 from ._jetstream import ERR_WRONG_LAST_SEQUENCE, Ack, LinkError, Position, StreamLink
-from ._source import FollowSource, RecordSource
+from ._source import DEFAULT_MAX_BYTES, TapSource, read_records
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
-
     from .._log import Log
-    from .._reader import Record
     from ._level import LevelHandle
-    from ._options import NatsReplication
+    from ._settings import Settings
 
 __all__ = ("ReplicationStatus", "Shipper")
 
 logger = logging.getLogger("asyncwal.replication")
 
-_RETRY_FIRST = 0.05
-_RETRY_MAX = 1.0
+_RETRY_FIRST: Final = 0.05
+_RETRY_MAX: Final = 1.0
+#: The record layout's messages are limited by the server's max_payload alone.
+_NO_LIMIT: Final = 1 << 62
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,6 +103,8 @@ class ReplicationStatus:
     records: int  #: records acknowledged since start
     bytes: int  #: message bodies acknowledged since start
     resyncs: int  #: times the position was read from the stream
+    ack_p50: float  #: seconds from publishing a message to its acknowledgement (last 4096)
+    ack_p99: float
     problem: str | None  #: the last error, while it lasts (None once shipping works again)
     fatal: str | None  #: why the shipper stopped for good, if it did
 
@@ -104,15 +114,16 @@ class _Refused(ReplicationError):
 
 
 class _InFlight:
-    __slots__ = ("ack", "deadline", "first", "last", "msg_id", "nbytes", "stream_seq")
+    __slots__ = ("ack", "deadline", "first", "last", "msg_id", "nbytes", "sent", "stream_seq")
 
     def __init__(
-        self, first: int, last: int, msg_id: str, stream_seq: int, deadline: float, nbytes: int
+        self, first: int, last: int, msg_id: str, stream_seq: int, sent: float, deadline: float, nbytes: int
     ) -> None:
         self.first = first
         self.last = last
         self.msg_id = msg_id
         self.stream_seq = stream_seq  # the stream sequence it must get
+        self.sent = sent
         self.deadline = deadline
         self.nbytes = nbytes
         self.ack: Ack | None = None
@@ -121,23 +132,21 @@ class _InFlight:
 class Shipper:
     """Ships one log to its stream until stopped. Create it, :meth:`start`, :meth:`stop`.
 
-    :param level: the ``REPLICATED`` handle to advance
-    :param source: makes the record source (tests and a future engine source may swap it)
+    The ``REPLICATED`` level is handed over with :meth:`attach` (the shipper may run before,
+    it then only records how far the stream has got).
+
+    :param source_bytes: the most bytes of durable records kept in memory for shipping
     """
 
     def __init__(
-        self,
-        log: Log,
-        options: NatsReplication,
-        log_id: str,
-        level: LevelHandle,
-        source: Callable[[Log, int, Callable[[], None]], RecordSource] = FollowSource,
+        self, log: Log, options: Settings, log_id: str, source_bytes: int = DEFAULT_MAX_BYTES
     ) -> None:
         self._log = log
         self._options = options
         self.log_id = log_id
-        self._level = level
-        self._make_source = source
+        self._level: LevelHandle | None = None
+        self._source_bytes = source_bytes
+        self._source: TapSource | None = None
         self._loop = asyncio.get_running_loop()
         self._link = StreamLink(options, log_id, on_ack=self._on_ack)
         self._packed = options.layout == "packed"
@@ -146,9 +155,12 @@ class Shipper:
         self._pending: deque[_InFlight] = deque()
         self._by_token: dict[int, _InFlight] = {}
         self._token = 0
-        self._chain_seq = 0  # stream sequence of the last message of our chain
-        self._empty = True  # the stream holds no message of the log (as of _chain_seq)
+        self._chain_seq = 0  # stream sequence of the last message of this run (sent or stored)
+        self._next_seq = 0  # the next log seq to publish in this run
+        self._fences: list[int] = []  # packed: the stream sequence of each fence of this run
+        self._sent = 0  # packed: messages sent in this run
         self._shipped = 0
+        self._resynced = False
         self._broken: BaseException | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._wakeup: asyncio.Future[None] | None = None
@@ -158,18 +170,35 @@ class Shipper:
         self._stop_target = 0
         self._problem: str | None = None
         self._fatal: BaseException | None = None
-        self._on_fatal: list[Callable[[BaseException], None]] = []
         self._first_resync: asyncio.Future[None] = self._loop.create_future()
 
         self._n_messages = 0
         self._n_records = 0
         self._n_bytes = 0
         self._n_resyncs = 0
+        self._ack_seconds: deque[float] = deque(maxlen=4096)
 
     # -- control ----------------------------------------------------------------------
 
     def start(self) -> None:
+        """Start shipping (the record source taps the log from now on)."""
+        self._source = TapSource(self._log, self._wake, self._source_bytes)
         self._task = self._loop.create_task(self._main(), name=f"asyncwal shipper {self.log_id}")
+
+    def attach(self, level: LevelHandle) -> None:
+        """Advance ``level`` from now on (it starts at :attr:`shipped_seq` or below)."""
+        self._level = level
+        self._advance(self._shipped)
+
+    @property
+    def shipped_seq(self) -> int:
+        """Every seq up to this one is in the stream (as far as the shipper knows)."""
+        return self._shipped
+
+    def retain_from(self) -> int:
+        """The lowest seq the log must keep: the first one not known to be in the stream
+        (0 until the stream's position is known: keep everything)."""
+        return self._shipped + 1 if self._resynced else 0
 
     async def started(self, within: float) -> None:
         """Wait until the first resync is done, at most ``within`` seconds.
@@ -182,9 +211,6 @@ class Shipper:
             await asyncio.wait_for(asyncio.shield(self._first_resync), within)
         except TimeoutError:
             raise LinkError(f"the stream did not answer within {within} s ({self.explain()})") from None
-
-    def on_fatal(self, callback: Callable[[BaseException], None]) -> None:
-        self._on_fatal.append(callback)
 
     async def stop(self) -> None:
         """Ship what is durable now (at most ``drain_timeout`` seconds), then stop."""
@@ -207,6 +233,8 @@ class Shipper:
             pass
         finally:
             self._cancel_timer()
+            if self._source is not None:
+                await self._source.close()
             await self._link.close()
 
     def explain(self) -> str:
@@ -215,10 +243,13 @@ class Shipper:
             return f"replication stopped: {self._fatal}"
         if self._problem is not None:
             return f"last problem: {self._problem}"
+        if self._stopping:
+            return f"replication was stopped, shipped up to seq {self._shipped}"
         return f"shipped up to seq {self._shipped}"
 
     def status(self) -> ReplicationStatus:
         durable = self._log.durable_seq
+        acks = sorted(self._ack_seconds)
         return ReplicationStatus(
             log_id=self.log_id,
             stream=self._link.stream,
@@ -234,6 +265,8 @@ class Shipper:
             records=self._n_records,
             bytes=self._n_bytes,
             resyncs=self._n_resyncs,
+            ack_p50=acks[len(acks) // 2] if acks else 0.0,
+            ack_p99=acks[min(len(acks) - 1, len(acks) * 99 // 100)] if acks else 0.0,
             problem=self._problem,
             fatal=None if self._fatal is None else str(self._fatal),
         )
@@ -258,10 +291,10 @@ class Shipper:
                 return
             except (LinkError, _Refused) as exc:
                 self._set_problem(exc)
-            except TruncatedError as exc:
+            except (TruncatedError, CorruptLogError) as exc:
                 self._die(
                     ReplicationError(
-                        f"records the stream does not have yet were removed locally ({exc}); "
+                        f"records the stream does not have yet cannot be read from the log ({exc}); "
                         "give the log a new stream"
                     )
                 )
@@ -282,8 +315,6 @@ class Shipper:
         self._fatal = exc
         self._problem = str(exc)
         logger.error("asyncwal replication of log %s stopped: %s", self.log_id, exc)
-        for cb in self._on_fatal:
-            cb(exc)
 
     def _set_problem(self, exc: BaseException) -> None:
         text = str(exc)
@@ -292,18 +323,33 @@ class Shipper:
         self._problem = text
 
     async def _resync(self) -> None:
-        """Read the stream's position, check it against the log, set where to resume."""
+        """Read the stream's position, check it against the log, and begin a new run there
+        (writing its fences, in the packed layout)."""
         log = self._log
         self._n_resyncs += 1
         pos = await self._link.position(create_at=log.first_seq)
         await self._check_divergence(pos)
-        self._chain_seq = pos.stream_last
-        self._empty = not pos.log_last
         if pos.log_last:
-            self._shipped = pos.log_last
-            self._advance(pos.log_last)
+            shipped = pos.log_last
         else:
-            self._shipped = log.first_seq - 1
+            shipped = log.first_seq - 1
+            if not self._packed and pos.stream_last + 1 != log.first_seq:
+                raise StreamMismatchError(
+                    f"stream {self._link.stream} starts at sequence {pos.stream_last + 1} and the log at "
+                    f"seq {log.first_seq}: in the record layout the two are equal; give the log a new stream"
+                )
+        if self._packed:
+            k = self._in_flight_max
+            first_fence = await self._link.write_fences(k, pos.stream_last, pos.log_last, pos.data_seq)
+            self._fences = list(range(first_fence, first_fence + k))
+            self._chain_seq = first_fence + k - 1
+            self._sent = 0
+        else:
+            self._chain_seq = pos.stream_last
+        self._shipped = shipped
+        self._next_seq = shipped + 1
+        self._resynced = True
+        self._advance(shipped)
         if not self._first_resync.done():
             self._first_resync.set_result(None)
 
@@ -320,21 +366,16 @@ class Shipper:
                 local_seq=local_last,
                 stream_seq=pos.log_last,
             )
-        msg = await self._link.get(pos.stream_last)
+        msg = await self._link.get(pos.data_seq)
         if msg is None:
-            raise LinkError(f"stream message {pos.stream_last} vanished while being read")
-        where = f"stream {self._link.stream} seq {pos.stream_last}"
+            raise LinkError(f"stream message {pos.data_seq} vanished while being read")
+        where = f"stream {self._link.stream} seq {pos.data_seq}"
         _, first, payloads = _wire.decode(self.log_id, msg.headers, msg.data or b"", where)
         start = max(first, log.first_seq)
         if start > pos.log_last:
             return  # removed locally by truncate_before after it was shipped: nothing to compare
-        local: list[bytes] = []
-        async for rec in log.replay(start):
-            if rec.seq > pos.log_last:
-                break
-            local.append(rec.data)
-        theirs = payloads[start - first :]
-        if local != theirs:
+        local = [rec.data async for rec in read_records(log, start, pos.log_last)]
+        if local != payloads[start - first :]:
             raise DivergedError(
                 f"the log and its stream {self._link.stream} hold different records in seqs "
                 f"{start}..{pos.log_last}: the log was rewritten after those records were shipped",
@@ -343,82 +384,90 @@ class Shipper:
             )
 
     def _advance(self, seq: int) -> None:
+        level = self._level
+        if level is None:
+            return
         target = min(seq, self._log.durable_seq)
-        if target > self._level.seq:
-            self._level.advance(target)
+        if target > level.seq:
+            level.advance(target)
 
     async def _pump(self) -> bool:
         """Publish records as they become durable, until an error (raised) or a stop.
 
-        :return: True when done for good (stopped and drained, or the log closed)
+        :return: True when done for good (stopped and drained)
         """
-        log = self._log
-        source = self._make_source(log, self._shipped + 1, self._wake)
-        carry: list[Record] = []
-        try:
-            while True:
-                if self._broken is not None:
-                    exc, self._broken = self._broken, None
-                    raise exc
-                took = source.take()
-                if took:
-                    carry = took if not carry else carry + took
-                while carry and len(self._pending) < self._in_flight_max:
-                    carry = await self._send_some(carry)
-                if not self._pending and not carry:
-                    if self._stopping and self._shipped >= self._stop_target:
-                        return True
-                    if source.finished:
-                        return True
-                await self._wait()
-        finally:
-            await source.close()
-
-    async def _send_some(self, records: list[Record]) -> list[Record]:
-        """Publish the next message from ``records``; return the records left over."""
-        limit = min(self._options.max_message_bytes, self._link.max_payload - _wire.HEADER_OVERHEAD)
-        if self._packed:
-            size = 4
-            n = 0
-            for rec in records:
-                size += 4 + len(rec.data)
-                if (size > limit and n) or n == _wire.MAX_RECORDS:
+        source = self._source
+        assert source is not None
+        source.seek(self._next_seq)
+        pending = self._pending
+        most = self._in_flight_max
+        packed = self._packed
+        body_limit = min(self._options.max_message_bytes, self._link.max_payload - _wire.HEADER_OVERHEAD)
+        while True:
+            while self._broken is None and len(pending) < most:
+                if packed:
+                    run = source.take(_wire.MAX_RECORDS, body_limit)
+                    if run is None and source.needs_read():
+                        run = await source.read(_wire.MAX_RECORDS, body_limit)
+                else:
+                    run = source.take(most - len(pending), _NO_LIMIT)
+                    if run is None and source.needs_read():
+                        run = await source.read(most - len(pending), _NO_LIMIT)
+                if run is None:
                     break
-                n += 1
-        else:
-            n = 1
-        batch, rest = records[:n], records[n:]
-        first = batch[0].seq
-        if first != self._shipped + 1 + sum(p.last - p.first + 1 for p in self._pending):
-            raise AssertionError("the source skipped or repeated a record")
-        msg = _wire.encode(self.log_id, first, [r.data for r in batch], self._options.layout)
+                await self._send_run(run[0], run[1])
+            if self._broken is not None:
+                exc, self._broken = self._broken, None
+                raise exc
+            if not pending and self._stopping and self._shipped >= self._stop_target:
+                return True
+            await self._wait()
+
+    async def _send_run(self, first: int, payloads: list[bytes]) -> None:
+        """Publish records ``first..``: one message (packed), or one per record."""
+        if first != self._next_seq:
+            raise AssertionError(f"the source gave seq {first}, the shipper needs {self._next_seq}")
+        self._next_seq = first + len(payloads)
+        if self._packed:
+            await self._publish(_wire.encode(self.log_id, first, payloads, "packed"))
+            return
+        for i, payload in enumerate(payloads):
+            await self._publish(_wire.encode(self.log_id, first + i, [payload], "record"))
+
+    async def _publish(self, msg: _wire.Outgoing) -> None:
         if len(msg.body) > self._link.max_payload - _wire.HEADER_OVERHEAD:
             self._die(
                 ReplicationError(
-                    f"record {first} ({len(msg.body)} bytes) is larger than the NATS server's "
+                    f"record {msg.first} ({len(msg.body)} bytes) is larger than the NATS server's "
                     f"max_payload ({self._link.max_payload}): it cannot be replicated"
                 )
             )
             raise _Stop
+        after = self._chain_seq
+        if self._packed:
+            j = self._sent % len(self._fences)
+            self._sent += 1
+            order = _wire.order_headers(after, (_wire.fence_subject(self._link.subject, j), self._fences[j]))
+        else:
+            order = _wire.order_headers(after)
         self._token += 1
         token = self._token
+        now = self._loop.time()
         flight = _InFlight(
             msg.first,
             msg.last,
             msg.msg_id,
-            self._chain_seq + 1,
-            self._loop.time() + self._options.request_timeout,
+            after + 1,
+            time.monotonic(),
+            now + self._options.request_timeout,
             len(msg.body),
         )
         self._pending.append(flight)
         self._by_token[token] = flight
-        after, empty = self._chain_seq, self._empty
-        self._chain_seq += 1
-        self._empty = False
+        self._chain_seq = after + 1
         if self._timer is None:
             self._timer = self._loop.call_at(self._pending[0].deadline, self._on_deadline)
-        await self._link.publish(token, msg, after, empty)
-        return rest
+        await self._link.publish(token, msg, order)
 
     # -- acknowledgements -------------------------------------------------------------
 
@@ -427,6 +476,9 @@ class Shipper:
         if flight is None:
             return  # answer to a message dropped by a settle: the next resync reads the truth
         flight.ack = ack
+        if ack.error is None:
+            # (time.monotonic: uvloop's loop.time() counts whole milliseconds)
+            self._ack_seconds.append(time.monotonic() - flight.sent)
         pending = self._pending
         progressed = False
         while pending and pending[0].ack is not None:
