@@ -32,6 +32,7 @@ import logging
 import os
 import statistics
 import threading
+import time
 import weakref
 from collections import deque
 from dataclasses import dataclass
@@ -66,6 +67,7 @@ logger = logging.getLogger("asyncwal")
 _T = TypeVar("_T")
 _get_running_loop = asyncio._get_running_loop
 _get_ident = threading.get_ident
+_perf = time.perf_counter
 
 _MEMORY: Final = Durability.MEMORY
 _OS: Final = Durability.OS
@@ -85,6 +87,10 @@ _SPLIT_RECORDS: Final = 64
 #: MEMORY-level acks are immediate until this many records wait for the writer; past that,
 #: an ack waits until the writer has taken the record (see _enqueue_record).
 _MEMORY_ACK_RECORDS: Final = 1024
+
+#: batch/none modes: the largest group the event-loop thread writes itself (see _write_on_loop).
+#: Framing, CRC and a page-cache pwrite of 128 KiB take ~60-150 us on the project machine.
+_LOOP_WRITE_MAX_BYTES: Final = 128 * 1024
 
 
 class Checkpoint(NamedTuple):
@@ -121,6 +127,9 @@ class Stats:
     #: replicated logs: records on DISK not yet acknowledged by the replica (else 0)
     replication_lag: int
 
+    loop_writes: int  #: groups written to the page cache by the event-loop thread itself
+    loop_step_p999: float  #: seconds: the log's own steps on the event loop (writer, callbacks),
+    loop_step_max: float  #: over the last 16384 of them: how long asyncwal held the loop
 
 class Replication(Protocol):
     """What replicates a log (``asyncwal.replication.Replicator``), as the engine sees it."""
@@ -209,7 +218,7 @@ class Engine:
         # them in this order). Sync mode keeps up to two in flight, so that one cohort of
         # appenders runs on the loop while the other's write + fsync runs on the thread.
         self._in_flight: deque[_Group] = deque()
-        self._depth = 2 if options.sync_mode == "sync" else 1
+        self._depth = 1 if options.sync_mode == "none" else 2
         self._submitted_seq = last
         # Appends waiting for queue space, in call order; they get a seq when admitted.
         self._space_waiters: deque[tuple[Any, Durability, asyncio.Future[Any]]] = deque()
@@ -235,7 +244,17 @@ class Engine:
         self._wakeup: asyncio.Future[None] | None = None
         self._close_task: asyncio.Task[None] | None = None
 
+        # batch/none modes: groups may be written by the loop thread (see _write_on_loop).
+        self._loop_writes = options.loop_writes and options.sync_mode != "sync"
+        self._loop_writes_off_until = 0.0  # loop.time() before which they are off (after a slow one)
+        self._slow_loop_write = options.slow_loop_write_seconds
+        self._loop_write_backoff = options.loop_write_backoff_seconds
+        # How long each of the log's own steps held the loop (writer task steps, callbacks).
+        self._steps: deque[float] = deque(maxlen=16384)
+        self._step_started = 0.0
+
         # Counters.
+        self._n_loop_writes = 0
         self._n_appends = 0
         self._n_batches = 0
         self._n_bytes = 0
@@ -568,6 +587,8 @@ class Engine:
     async def _writer_main(self) -> None:
         loop = self.loop
         mark = self._mark
+        steps = self._steps
+        self._step_started = _perf()
         try:
             while not self.state:
                 if self._pending and len(self._in_flight) < self._depth:
@@ -585,7 +606,9 @@ class Engine:
                         break
                 # Woken by an append, a completed group, a timer, a control call or close().
                 self._wakeup = loop.create_future()
+                steps.append(_perf() - self._step_started)
                 await self._wakeup
+                self._step_started = _perf()
             if not self.state and mark[_OS] > mark[_DISK]:
                 await self._sync_only()
         except asyncio.CancelledError:
@@ -596,10 +619,13 @@ class Engine:
             self._fail(exc)
 
     async def _in_executor(self, fn: Callable[..., _T], *args: Any) -> _T:
+        """Run ``fn`` on the I/O thread; the writer task's step ends here and resumes after."""
         start = self.loop.time()
+        self._steps.append(_perf() - self._step_started)
         try:
             return await self._io.submit(fn, *args)
         finally:
+            self._step_started = _perf()
             self._executor_seconds += self.loop.time() - start
 
     def _submit_group(self) -> None:
@@ -627,26 +653,75 @@ class Engine:
             or (self._batch_mode and last - self._mark[_DISK] >= self._batch_size)
             or self.levels.needs_sync(last)
         )
-        group = _Group(first, last, nbytes, self.loop.time())
-        self._in_flight.append(group)
-        fut = self._io.submit(self._seg.write_group, items, first, last, need_sync, batches)
-        fut.add_done_callback(functools.partial(self._group_done, group))
         if self._queue[_MEMORY]:
             self.levels.advance(_MEMORY, last)  # held-back MEMORY acks: the writer took them
         else:
             self._mark[_MEMORY] = last
+        group = _Group(first, last, nbytes, self.loop.time())
+        if (
+            self._loop_writes
+            and not need_sync
+            and not self._in_flight
+            and nbytes <= _LOOP_WRITE_MAX_BYTES
+            and self._seg.fits_in_place(items, nbytes, batches)
+            and (not self._loop_writes_off_until or self._loop_writes_back_on())
+        ):
+            self._write_on_loop(group, items, batches)
+            return
+        self._in_flight.append(group)
+        fut = self._io.submit(self._seg.write_group, items, first, last, need_sync, batches)
+        fut.add_done_callback(functools.partial(self._group_done, group))
+
+    def _write_on_loop(self, group: _Group, items: list[bytes | Batch], batches: bool) -> None:
+        """Write ``group`` to the page cache from this (the event-loop) thread; complete it.
+
+        Only in batch/none modes, for a small group that needs no fsync, while the I/O thread
+        is idle (nothing in flight, and the writer task, the only one that submits, is here):
+        so calls on the SegmentWriter still run one at a time, in order. ``fits_in_place``
+        guarantees one plain write: no rotation, no zero fill, no open, no sync. The write is
+        timed; a slow one turns this path off for a while (see _loop_writes_back_on).
+        """
+        start = _perf()
+        self._seg.write_group(items, group.first, group.last, False, batches)
+        elapsed = _perf() - start
+        self._n_loop_writes += 1
+        if elapsed > self._slow_loop_write:
+            self._loop_writes_off_until = self.loop.time() + self._loop_write_backoff
+            logger.warning(
+                "asyncwal: a page-cache write on the event loop took %.2f ms in %s (limit %.2f ms): "
+                "the disk is busy or the kernel is throttling dirty pages; writing from the log's "
+                "I/O thread for the next %g s",
+                elapsed * 1e3,
+                self.path,
+                self._slow_loop_write * 1e3,
+                self._loop_write_backoff,
+            )
+        self._complete(group, [], 0)
+
+    def _loop_writes_back_on(self) -> bool:
+        """Loop-thread writes are off after a slow one: is their time out over?"""
+        if self.loop.time() < self._loop_writes_off_until:
+            return False
+        self._loop_writes_off_until = 0.0
+        logger.info("asyncwal: page-cache writes from the event loop resume in %s", self.path)
+        return True
 
     def _group_done(self, group: _Group, fut: asyncio.Future[tuple[list[int], int]]) -> None:
-        """Completion of a group, in submission order: advance the levels, resolve waiters."""
+        """Completion of a group on the I/O thread, in submission order."""
+        started = _perf()
         assert self._in_flight[0] is group, "groups complete in submission order"
         self._executor_seconds += self.loop.time() - group.started
         exc = fut.exception()  # retrieved even when unused: a failed group queued behind a failed one
         if exc is not None and not self.state:
             self._fail(exc)
         self._in_flight.popleft()
-        if self.state:  # failed (now or before), closed or forked: nothing to resolve
-            return
-        created, durable = fut.result()
+        if not self.state:  # not failed (now or before), closed or forked
+            created, durable = fut.result()
+            self._complete(group, created, durable)
+        self._steps.append(_perf() - started)
+
+    def _complete(self, group: _Group, created: list[int], durable: int) -> None:
+        """A group is written (and synced up to ``durable``): advance the levels, resolve waiters."""
         count = group.last - group.first + 1
         self._n_groups += 1
         self._n_group_records += count
@@ -821,6 +896,7 @@ class Engine:
     def stats(self) -> Stats:
         sizes = sorted(self._group_sizes)
         fsyncs = sorted(self._seg.fsync_seconds)
+        steps = sorted(self._steps)
         return Stats(
             appends=self._n_appends,
             batches=self._n_batches,
@@ -842,6 +918,9 @@ class Engine:
             replication_lag=(
                 max(0, self._mark[_DISK] - self._mark[_REPLICATED]) if self.levels.offered(_REPLICATED) else 0
             ),
+            loop_writes=self._n_loop_writes,
+            loop_step_p999=_quantile(steps, 0.999),
+            loop_step_max=steps[-1] if steps else 0.0,
         )
 
 

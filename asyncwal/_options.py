@@ -73,6 +73,15 @@ class Options:
         project machine: ~93 us instead of ~125 us per 152-byte write + fdatasync.
     :param slow_fsync_seconds: an fsync slower than this is logged as a warning on the
         ``asyncwal`` logger. ``math.inf`` turns the warning off.
+    :param loop_writes: ``batch`` and ``none`` modes: while the log's I/O thread is idle, a
+        small group that needs no fsync is handed to the page cache by the event-loop thread
+        itself (one plain ``pwrite``, as Redis writes its append-only file), saving two thread
+        hand-offs per group. An fsync, a durable write, an open, rename or unlink never runs on
+        the loop thread. ``False`` keeps every write on the I/O thread.
+    :param slow_loop_write_seconds: a loop-thread write slower than this (dirty-page
+        throttling, a busy disk) sends the log back to I/O-thread writes for
+        ``loop_write_backoff_seconds``, with one warning on the ``asyncwal`` logger.
+    :param loop_write_backoff_seconds: how long loop-thread writes stay off after a slow one.
     :param file_ops: the file-operations seam (see :mod:`asyncwal.testing`); ``None`` means
         the real operating system.
     :param replicate: ship the log to a replicated stream and offer ``Durability.REPLICATED``
@@ -93,6 +102,9 @@ class Options:
     recovery: RecoveryMode = "tolerate_tail"
     preallocate: bool = True
     slow_fsync_seconds: float = 1.0
+    loop_writes: bool = True
+    slow_loop_write_seconds: float = 0.001
+    loop_write_backoff_seconds: float = 10.0
     file_ops: FileOps | None = None
     replicate: Replicate | None = None
 
@@ -110,7 +122,12 @@ class Options:
         _positive_int("max_pending_bytes", self.max_pending_bytes, 1)
         if self.max_record_size > 2**31 or self.max_batch_bytes > 2**31:
             raise ValueError("max_record_size and max_batch_bytes must be at most 2 GiB")
-        for name in ("batch_interval", "slow_fsync_seconds"):
+        for name in (
+            "batch_interval",
+            "slow_fsync_seconds",
+            "slow_loop_write_seconds",
+            "loop_write_backoff_seconds",
+        ):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise TypeError(f"{name} must be a number of seconds, not {type(value).__name__}")
@@ -120,6 +137,8 @@ class Options:
             raise ValueError("batch_interval must be finite: it bounds the loss window")
         if not isinstance(self.preallocate, bool):
             raise TypeError("preallocate must be a bool")
+        if not isinstance(self.loop_writes, bool):
+            raise TypeError("loop_writes must be a bool")
         if self.file_ops is not None:
             missing = [name for name in _FILE_OPS_METHODS if not callable(getattr(self.file_ops, name, None))]
             if missing:

@@ -33,6 +33,7 @@ from ._filenames import META_NAME, segment_name, tmp_name
 from ._fileops import FileOps, PwritevSync, write_all, write_all_durable
 from ._format import (
     MULTI,
+    MULTI_OVERHEAD,
     SEGMENT_HEADER_SIZE,
     Meta,
     encode_frame,
@@ -203,6 +204,19 @@ class SegmentWriter:
             # Fail-stop: a group queued behind a failed one is never written.
             self._broken = exc
             raise
+
+    def fits_in_place(self, items: Sequence[bytes | Batch], nbytes: int, batches: bool) -> bool:
+        """Whether :meth:`write_group` (without sync) of ``items`` would be one plain write:
+        no rotation and no zero fill, only the group's frames written at ``offset``.
+
+        :param nbytes: the items' payload bytes (a Batch counts its whole body)
+        :param batches: whether ``items`` holds any Batch
+        """
+        # Single records share one MULTI frame. With Batch items, at most one frame per item,
+        # each no larger than a MULTI frame of its own: a bound, not the exact size.
+        bound = multi_frame_size(len(items), nbytes) + (len(items) * MULTI_OVERHEAD if batches else 0)
+        limit = self._allocated if self._preallocate else self._segment_size
+        return self.offset + bound <= limit and bound <= self._frame_cap
 
     def _write_group(
         self, items: Sequence[bytes | Batch], seq: int, last_seq: int, sync: bool, batches: bool

@@ -33,33 +33,59 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> M
     return factories
 
 
-# The calls the engine's real file operations make; blockbuster's own list has only some.
-_ENGINE_SYSCALLS = (
-    "os.pwrite",
-    "os.pwritev",
-    "os.pread",
-    "os.fdatasync",
+# The blocking-call rule for asyncwal's own code on an event-loop thread:
+# * never: the fsync family, durable (RWF_DSYNC) writes, changes to the namespace (open,
+#   rename, unlink, mkdir), truncation, locks, reads of the files;
+# * a plain page-cache write (os.pwrite) only on the guarded loop-thread write path of
+#   batch/none modes (Engine._write_on_loop); anywhere else it fails too.
+# blockbuster's own list (sleep, sockets, file objects...) applies as well.
+_NEVER_ON_THE_LOOP = (
     "os.fsync",
-    "os.ftruncate",
+    "os.fdatasync",
+    "os.pwritev",  # the durable write: pwritev2(RWF_DSYNC)
     "os.open",
+    "os.rename",
+    "os.replace",
+    "os.unlink",
+    "os.remove",
+    "os.mkdir",
+    "os.makedirs",
+    "os.ftruncate",
+    "os.pread",
     "fcntl.flock",
+    "fcntl.fcntl",  # F_FULLFSYNC on macOS
 )
+#: Where a plain write may run on the loop thread: (file name suffix, function names).
+LOOP_WRITE_PATH = ("asyncwal/_engine.py", {"_write_on_loop"})
 
 
-@pytest.fixture(autouse=True)
-def no_blocking_calls_from_asyncwal_on_the_loop() -> Iterator[None]:
-    """Fail any blocking call (file I/O, sleep, lock wait...) that asyncwal itself makes on an
-    event-loop thread: all of the log's I/O belongs on its own thread. Scoped to asyncwal's
-    modules, so that tests may still do their own file I/O on the loop."""
+def blockbuster_for_asyncwal() -> BlockBuster:
+    """A BlockBuster with the rule above (not yet activated)."""
     # Excluded: the test doubles, the command line, and the benchmarks' measuring core, which
     # calls a subject's counters (a peer server's /proc file) at the window's edges by design.
     # A blocking call inside the engine is still caught: its own frames are on the stack.
     scanned, excluded = ["asyncwal"], ["asyncwal.testing", "asyncwal.cli", "asyncwal._measure"]
     bb = BlockBuster(scanned, excluded_modules=excluded)
-    for name in _ENGINE_SYSCALLS:
+    for name in _NEVER_ON_THE_LOOP:
         bb.functions[name] = BlockBusterFunction(
             None, name, scanned_modules=scanned, excluded_modules=excluded
         )
+    bb.functions["os.pwrite"] = BlockBusterFunction(
+        None,
+        "os.pwrite",
+        scanned_modules=scanned,
+        excluded_modules=excluded,
+        can_block_functions=[LOOP_WRITE_PATH],
+    )
+    return bb
+
+
+@pytest.fixture(autouse=True)
+def no_blocking_calls_from_asyncwal_on_the_loop() -> Iterator[None]:
+    """Fail any blocking call that asyncwal itself makes on an event-loop thread, but the
+    guarded page-cache write (see above). Scoped to asyncwal's modules, so that tests may still
+    do their own file I/O on the loop."""
+    bb = blockbuster_for_asyncwal()
     bb.activate()
     try:
         yield

@@ -76,7 +76,9 @@ async def test_many_appenders_share_fsyncs_over_time(backend: Backend) -> None:
 
 async def test_none_mode_resolves_before_any_write(backend: Backend) -> None:
     ops = backend.faulty()
-    async with asyncwal.open(backend.path, **backend.options(file_ops=ops, sync_mode="none")) as log:
+    # The gate parks the writing thread: keep the writes on the I/O thread (loop_writes=False).
+    opts = backend.options(file_ops=ops, sync_mode="none", loop_writes=False)
+    async with asyncwal.open(backend.path, **opts) as log:
         gate = ops.block("pwrite")
         fut = log.append(b"mem")
         assert fut.done() and await fut == 1  # MEMORY: resolved at once
@@ -217,7 +219,8 @@ async def test_checkpoint_without_data_and_on_empty_log(backend: Backend) -> Non
 
 async def test_replay_ends_at_os_level_and_does_not_wait(backend: Backend) -> None:
     ops = backend.faulty()
-    async with asyncwal.open(backend.path, **backend.options(file_ops=ops, sync_mode="none")) as log:
+    opts = backend.options(file_ops=ops, sync_mode="none", loop_writes=False)  # the gate parks the writer
+    async with asyncwal.open(backend.path, **opts) as log:
         await log.append(b"1")
         await log.sync()
         gate = ops.block("pwrite")
@@ -309,7 +312,9 @@ async def test_cancelled_task_awaiting_append(backend: Backend) -> None:
 
 async def test_backpressure_bounds_the_queue(backend: Backend) -> None:
     ops = backend.faulty()
-    opts = backend.options(file_ops=ops, sync_mode="none", max_pending_bytes=1000, preallocate=False)
+    opts = backend.options(
+        file_ops=ops, sync_mode="none", max_pending_bytes=1000, preallocate=False, loop_writes=False
+    )
     async with asyncwal.open(backend.path, **opts) as log:
         gate = ops.block("pwrite")
         futs = [log.append(b"p" * 100) for _ in range(30)]

@@ -121,6 +121,12 @@ class Gate:
 
     def _enter(self) -> None:
         """Park the calling thread until release; wake the loops waiting for this entry."""
+        if not self._released.is_set() and asyncio._get_running_loop() is not None:
+            raise RuntimeError(
+                f"a Gate on {self.op!r} would park an event-loop thread, which would never wake: "
+                "the call was made on the loop (batch/none modes write small groups there; open "
+                "the log with loop_writes=False to keep every write on the I/O thread)"
+            )
         with self._mutex:
             self._entered += 1
             ready = [w for w in self._waiters if w[2] <= self._entered]
