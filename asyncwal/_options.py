@@ -78,10 +78,11 @@ class Options:
         itself (one plain ``pwrite``, as Redis writes its append-only file), saving two thread
         hand-offs per group. An fsync, a durable write, an open, rename or unlink never runs on
         the loop thread. ``False`` keeps every write on the I/O thread.
-    :param slow_loop_write_seconds: a loop-thread write slower than this (dirty-page
-        throttling, a busy disk) sends the log back to I/O-thread writes for
-        ``loop_write_backoff_seconds``, with one warning on the ``asyncwal`` logger.
-    :param loop_write_backoff_seconds: how long loop-thread writes stay off after a slow one.
+    :param slow_loop_write_seconds: two loop-thread writes in a row slower than this (dirty-page
+        throttling, a busy disk) send the log back to I/O-thread writes for
+        ``loop_write_backoff_seconds``, with one warning on the ``asyncwal`` logger. (One slow
+        write alone is as likely the scheduler preempting the thread on a busy machine.)
+    :param loop_write_backoff_seconds: how long loop-thread writes stay off after slow ones.
     :param file_ops: the file-operations seam (see :mod:`asyncwal.testing`); ``None`` means
         the real operating system.
     :param replicate: ship the log to a replicated stream and offer ``Durability.REPLICATED``

@@ -118,6 +118,7 @@ class SegmentWriter:
         # Whether the active file may hold changes not yet synced (then a group is written
         # with pwrite and synced with sync, never with pwritev_sync alone).
         self._dirty = False
+        self._plain_writes = 0  # plain writes so far (a sync compares it before and after)
         self.first_seq = 0  # first seq of the active segment
         self.offset = 0  # where the next frame goes in the active segment
         self._allocated = 0  # bytes of the active file that exist (zeros past ``offset``)
@@ -205,6 +206,32 @@ class SegmentWriter:
             self._broken = exc
             raise
 
+    def write_in_place(self, seq: int, payload: bytes) -> bool:
+        """Write one record as a SINGLE frame with one plain write, at ``offset``, if that
+        needs no rotation and no zero fill; return False (nothing written) if it would.
+
+        The caller's counterpart of ``write_group(..., sync=False)`` for a lone record, made
+        on the event-loop thread (batch/none modes, the I/O thread idle).
+
+        :raises OSError: the write failed; the writer is then broken, as after write_group
+        """
+        end = self.offset + frame_size(len(payload))
+        if self._broken is not None or end > (self._allocated if self._preallocate else self._segment_size):
+            return False
+        frame = frame_header(seq, payload) + payload
+        try:
+            if self._ops.pwrite(self._fd, frame, self.offset) != len(frame):  # short: finish it
+                write_all(self._ops, self._fd, frame, self.offset)
+        except BaseException as exc:
+            self._broken = exc
+            raise
+        self._dirty = True
+        self._plain_writes += 1  # after the write: see sync()
+        self.offset = end
+        if end > self._allocated:  # no preallocation: the file grew
+            self._allocated = end
+        return True
+
     def fits_in_place(self, items: Sequence[bytes | Batch], nbytes: int, batches: bool) -> bool:
         """Whether :meth:`write_group` (without sync) of ``items`` would be one plain write:
         no rotation and no zero fill, only the group's frames written at ``offset``.
@@ -284,6 +311,7 @@ class SegmentWriter:
             write_all(self._ops, self._fd, data, start)
             if fill:
                 write_all(self._ops, self._fd, fill, end)
+            self._plain_writes += 1  # after the write: see sync()
         self.offset = end
 
     def rotate(self, first_seq: int) -> None:
@@ -294,9 +322,23 @@ class SegmentWriter:
         self.create(first_seq)
 
     def sync(self) -> None:
-        """Sync the active segment."""
-        self._timed(self._ops.sync, self._fd)
-        self._dirty = False
+        """Sync the active segment.
+
+        May run on the I/O thread while the event-loop thread makes a plain write (batch and
+        none modes): such a write may or may not be covered, so the file counts as clean
+        afterwards only if no plain write completed while the sync ran. A failed sync breaks
+        the writer for good, as a failed write does.
+        """
+        if self._broken is not None:
+            raise OSError(errno.EIO, "not synced: an earlier write or fsync failed") from self._broken
+        writes = self._plain_writes
+        try:
+            self._timed(self._ops.sync, self._fd)
+        except BaseException as exc:
+            self._broken = exc
+            raise
+        if self._plain_writes == writes:
+            self._dirty = False
 
     def _timed(self, call: Callable[_P, object], *args: _P.args, **kwargs: _P.kwargs) -> None:
         """Run ``call``, a sync or a durable write, and count it as an fsync in the stats."""

@@ -8,6 +8,10 @@
 * ``raw-group``: the W records of a group joined and written with one ``os.pwrite`` + one
   ``os.fdatasync`` into a zero-filled file: perfect group commit, with no event loop, no
   queue and no hand-off. Every record of a group gets the group's latency.
+* ``seed-sync``, ``seed-batch``, ``seed-none``: a synchronous WAL's three policies as the
+  plain loop an application would write without asyncio: a buffered file's ``write`` per
+  record, then ``flush`` + ``fdatasync`` after every record, after every 100th, or never.
+  What asyncwal's three modes promise, at the speed of a blocking loop.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ import os
 
 from ._harness import Counters, SyncSubject
 
-__all__ = ("RawFdatasync", "RawFdatasyncGrow", "RawGroup", "RawWrite")
+__all__ = ("RawFdatasync", "RawFdatasyncGrow", "RawGroup", "RawWrite", "SeedBatch", "SeedNone", "SeedSync")
 
 _MIB = 1024 * 1024
 _ZERO_CHUNK = 4 * _MIB
@@ -102,3 +106,42 @@ class RawWrite(SyncSubject):
 
     def counters(self) -> Counters:
         return Counters(records=self.records, fsyncs=0)
+
+
+class SeedSync(SyncSubject):
+    """The seed's policy loop: buffered ``write``; ``flush`` + ``fdatasync`` every ``every``-th
+    record (never, when ``every`` is 0)."""
+
+    every = 1
+
+    def setup(self) -> None:
+        self.file = open(self.workdir / "seed.log", "ab")  # closed in teardown
+        self.unsynced = 0
+
+    def step(self, data: bytes) -> int:
+        self.file.write(data)
+        self.records += 1
+        if self.every:
+            self.unsynced += 1
+            if self.unsynced >= self.every:
+                self.file.flush()
+                os.fdatasync(self.file.fileno())
+                self.fsyncs += 1
+                self.unsynced = 0
+        return 1
+
+    def teardown(self) -> None:
+        self.file.close()
+
+    def notes(self) -> str:
+        if not self.every:
+            return "buffered writes, never synced"
+        return f"buffered writes, flush + fdatasync every {self.every} record(s)"
+
+
+class SeedBatch(SeedSync):
+    every = 100
+
+
+class SeedNone(SeedSync):
+    every = 0

@@ -37,7 +37,7 @@ def pytest_asyncio_loop_factories(config: pytest.Config, item: pytest.Item) -> M
 # * never: the fsync family, durable (RWF_DSYNC) writes, changes to the namespace (open,
 #   rename, unlink, mkdir), truncation, locks, reads of the files;
 # * a plain page-cache write (os.pwrite) only on the guarded loop-thread write path of
-#   batch/none modes (Engine._write_on_loop); anywhere else it fails too.
+#   batch/none modes (Engine._write_on_loop, Engine._append_direct); anywhere else it fails too.
 # blockbuster's own list (sleep, sockets, file objects...) applies as well.
 _NEVER_ON_THE_LOOP = (
     "os.fsync",
@@ -56,7 +56,7 @@ _NEVER_ON_THE_LOOP = (
     "fcntl.fcntl",  # F_FULLFSYNC on macOS
 )
 #: Where a plain write may run on the loop thread: (file name suffix, function names).
-LOOP_WRITE_PATH = ("asyncwal/_engine.py", {"_write_on_loop"})
+LOOP_WRITE_PATH = ("asyncwal/_engine.py", {"_write_on_loop", "_append_direct"})
 
 
 def blockbuster_for_asyncwal() -> BlockBuster:
