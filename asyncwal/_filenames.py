@@ -35,10 +35,13 @@ __all__ = (
     "META_NAME",
     "SEGMENT_DIGITS",
     "SEGMENT_SUFFIX",
+    "SHARD_DIGITS",
     "TMP_SUFFIX",
     "is_leftover_tmp",
     "parse_segment_name",
+    "parse_shard_name",
     "segment_name",
+    "shard_name",
     "tmp_name",
 )
 
@@ -51,6 +54,9 @@ LOCK_NAME: Final = "LOCK"
 TMP_SUFFIX: Final = ".tmp"
 #: ``asyncwal repair`` keeps what it cuts as ``<name>.broken`` (then ``.broken.2``, ...).
 BROKEN_SUFFIX: Final = ".broken"
+#: A sharded log's directory holds one directory per shard, ``shard-0000`` upwards.
+SHARD_PREFIX: Final = "shard-"
+SHARD_DIGITS: Final = 4
 #: The largest seq: seqs are u64 fields on disk, and 0 means "no record".
 MAX_SEQ: Final = (1 << 64) - 1
 
@@ -95,3 +101,20 @@ def is_leftover_tmp(name: str) -> bool:
         return False
     final = name[: -len(TMP_SUFFIX)]
     return final == META_NAME or parse_segment_name(final) is not None
+
+
+def shard_name(index: int) -> str:
+    """The directory name of shard ``index`` of a sharded log (``shard-0007``); names sort by index."""
+    return f"{SHARD_PREFIX}{index:0{SHARD_DIGITS}d}"
+
+
+def parse_shard_name(name: str) -> int | None:
+    """The index of the shard named ``name``, or None if ``name`` is not a shard's name."""
+    digits = name[len(SHARD_PREFIX) :]
+    if (
+        not name.startswith(SHARD_PREFIX)
+        or len(digits) != SHARD_DIGITS
+        or not _ASCII_DIGITS.issuperset(digits)
+    ):
+        return None
+    return int(digits)

@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
 __all__ = (
     "AsyncReader",
+    "makedirs_durably",
     "FileKind",
     "FileOps",
     "LockState",
@@ -182,6 +183,24 @@ class FileOps(Protocol):
     def open_reader(self, path: str) -> AsyncReader:
         """An async reader of ``path`` (used by replay); opened on first use."""
         ...
+
+
+def makedirs_durably(ops: FileOps, path: str) -> None:
+    """Create ``path`` and its missing ancestors, then fsync the parent of each one created,
+    top down, so that the new entries survive a power loss. An existing directory is fine."""
+    missing: list[str] = []
+    p = os.path.normpath(path)
+    while not ops.exists(p):
+        missing.append(p)
+        parent = os.path.dirname(p) or "."
+        if parent == p:
+            break
+        p = parent
+    if not missing:
+        return
+    ops.makedirs(path)
+    for created in reversed(missing):
+        ops.sync_dir(os.path.dirname(created) or ".")
 
 
 def write_all(ops: FileOps, fd: int, data: bytes | memoryview, offset: int) -> None:

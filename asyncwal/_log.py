@@ -24,8 +24,8 @@ from typing import TYPE_CHECKING, Any
 
 from ._engine import Checkpoint, Engine, Stats, to_bytes
 from ._errors import RecordTooLargeError, TruncatedError
-from ._filenames import LOCK_NAME, segment_name
-from ._fileops import FileOps, OsFileOps
+from ._filenames import LOCK_NAME, parse_shard_name, segment_name
+from ._fileops import FileOps, OsFileOps, makedirs_durably
 from ._format import max_frame_length
 from ._iothread import IOThread
 from ._options import Durability, Options
@@ -451,7 +451,13 @@ class _Opener:
 
 def _prepare(ops: FileOps, path: str, opts: Options) -> tuple[int, RecoveredLog, SegmentWriter]:
     """I/O-thread side of open(): lock, recover, and open or create the active segment."""
-    ops.makedirs(path)
+    makedirs_durably(ops, path)  # a new log's directory entry survives a power loss
+    shards = [name for name in ops.listdir(path) if parse_shard_name(name) is not None]
+    if shards:
+        raise ValueError(
+            f"{path} holds a sharded log ({', '.join(sorted(shards)[:3])}): open it with "
+            "asyncwal.open_sharded(), or one shard's directory with asyncwal.open()"
+        )
     lock = ops.lock(os.path.join(path, LOCK_NAME))
     try:
         max_frame = max_frame_length(opts.max_record_size, opts.max_batch_bytes)

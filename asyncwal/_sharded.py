@@ -42,8 +42,8 @@ import os
 from typing import TYPE_CHECKING, Any, Final
 
 from ._errors import LogLockedError, NoFreeShardError
-from ._filenames import LOCK_NAME, META_NAME, parse_segment_name
-from ._fileops import OsFileOps
+from ._filenames import LOCK_NAME, META_NAME, SHARD_DIGITS, parse_segment_name, parse_shard_name, shard_name
+from ._fileops import OsFileOps, makedirs_durably
 from ._log import Log
 from ._log import open as open_log
 from ._options import Options
@@ -65,27 +65,11 @@ __all__ = (
     "shard_name",
 )
 
-_SHARD_PREFIX: Final = "shard-"
-_SHARD_DIGITS: Final = 4
-
 #: The default ``max_shards``: room for a server's workers, and for as many again while a
 #: rolling restart (gunicorn's SIGHUP) runs the new workers beside the old ones.
 DEFAULT_MAX_SHARDS: Final = 64
 #: The largest ``max_shards``: shard names have four digits.
-MAX_SHARDS_LIMIT: Final = 10**_SHARD_DIGITS
-
-
-def shard_name(index: int) -> str:
-    """The directory name of shard ``index`` (``shard-0007``); names sort by index."""
-    return f"{_SHARD_PREFIX}{index:0{_SHARD_DIGITS}d}"
-
-
-def parse_shard_name(name: str) -> int | None:
-    """The index of the shard named ``name``, or None if ``name`` is not a shard's name."""
-    digits = name[len(_SHARD_PREFIX) :]
-    if not name.startswith(_SHARD_PREFIX) or len(digits) != _SHARD_DIGITS or not digits.isdigit():
-        return None
-    return int(digits)
+MAX_SHARDS_LIMIT: Final = 10**SHARD_DIGITS
 
 
 def list_shards(ops: FileOps, path: str) -> list[int]:
@@ -103,27 +87,9 @@ def list_shards(ops: FileOps, path: str) -> list[int]:
     return sorted(i for i in map(parse_shard_name, names) if i is not None)
 
 
-def _makedirs_durably(ops: FileOps, path: str) -> None:
-    """Create ``path`` and its missing ancestors, then fsync the parent of each one created,
-    top down, so the new entries survive a power loss. An existing directory is fine."""
-    missing: list[str] = []
-    p = os.path.normpath(path)
-    while not ops.exists(p):
-        missing.append(p)
-        parent = os.path.dirname(p) or "."
-        if parent == p:
-            break
-        p = parent
-    if not missing:
-        return
-    ops.makedirs(path)
-    for created in reversed(missing):
-        ops.sync_dir(os.path.dirname(created) or ".")
-
-
 def _prepare_parent(ops: FileOps, path: str) -> list[int]:
     """Executor side of :func:`open_sharded`: create the directory, list its shards."""
-    _makedirs_durably(ops, path)
+    makedirs_durably(ops, path)
     return list_shards(ops, path)
 
 
@@ -219,7 +185,7 @@ class _ShardedOpener:
         for index in _claim_order(existing, self._max_shards):
             shard_path = os.path.join(self._path, shard_name(index))
             if index not in have:
-                await asyncio.to_thread(_makedirs_durably, ops, shard_path)
+                await asyncio.to_thread(makedirs_durably, ops, shard_path)
             try:
                 log = await open_log(shard_path, **self._options)
             except LogLockedError as exc:

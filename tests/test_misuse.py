@@ -13,7 +13,7 @@ import pytest
 import uvloop
 
 import asyncwal
-from asyncwal.testing import FaultyFileOps
+from asyncwal.testing import FaultyFileOps, MemoryFileOps
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -116,3 +116,38 @@ async def test_log_append_is_the_engines_own_method(backend: Backend) -> None:
     assert inspect.signature(asyncwal.Log.append) == inspect.signature(Engine.append)
     async with asyncwal.open(backend.path, **backend.options()) as log:
         assert log.append.__func__ is Engine.append  # type: ignore[attr-defined]
+
+
+class DirSyncs(MemoryFileOps):
+    """MemoryFileOps that notes every directory sync."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dir_syncs: list[str] = []
+
+    def sync_dir(self, path: str) -> None:
+        self.dir_syncs.append(path)
+        super().sync_dir(path)
+
+
+async def test_a_new_log_directory_is_made_durable_in_its_parent() -> None:
+    ops = DirSyncs()
+    ops.makedirs("/data")
+    async with asyncwal.open("/data/a/b/wal", file_ops=ops) as log:
+        await log.append(b"x")
+    # Each directory created gets its entry synced in its parent, top down, before use.
+    assert ops.dir_syncs[:3] == ["/data", "/data/a", "/data/a/b"]
+    ops.dir_syncs.clear()
+    async with asyncwal.open("/data/a/b/wal", file_ops=ops):
+        pass  # an existing directory needs nothing
+    assert "/data/a/b" not in ops.dir_syncs
+
+
+async def test_open_refuses_a_sharded_logs_directory(backend: Backend) -> None:
+    sharded = await asyncwal.open_sharded(backend.path, **backend.options())
+    await sharded.append(b"in shard 0")
+    await sharded.close()
+    before = backend.names()
+    with pytest.raises(ValueError, match="holds a sharded log"):
+        await asyncwal.open(backend.path, **backend.options())
+    assert backend.names() == before  # nothing created beside the shards
