@@ -131,10 +131,10 @@ class Stats:
     replicated_seq: int | None
     #: replicated logs: records on DISK not yet acknowledged by the replica (else 0)
     replication_lag: int
-
     loop_writes: int  #: groups written to the page cache by the event-loop thread itself
     loop_step_p999: float  #: seconds: the log's own steps on the event loop (writer, callbacks),
     loop_step_max: float  #: over the last 16384 of them: how long asyncwal held the loop
+
 
 class Replication(Protocol):
     """What replicates a log (``asyncwal.replication.Replicator``), as the engine sees it."""
