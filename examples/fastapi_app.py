@@ -22,11 +22,19 @@ With several worker processes, each worker appends to its own shard of one shard
     uvicorn --app-dir examples --factory fastapi_app:app_from_env --workers 4   # WAL_SHARDED=1
     gunicorn -w 4 -k uvicorn_worker.UvicornWorker --chdir examples 'fastapi_app:app_from_env()'
 
+With --nats, the log (each shard's, when sharded) is replicated to a NATS JetStream cluster
+(pip install 'asyncwal[nats]'), and POST answers once the record is on local DISK *and*
+stored on a quorum of the cluster: {"seq": N, "durability": "REPLICATED"}. A record that
+the cluster did not acknowledge in time gets 503 (it stays in the local log)::
+
+    python examples/fastapi_app.py --dir data/wal --nats nats://10.0.0.1:4222 --nats nats://10.0.0.2:4222
+
 Every flag also reads an environment variable (WAL_DIR, WAL_MODE, WAL_SHARDED,
-WAL_MAX_SHARDS, PORT, HOST, WAL_LOOP, WAL_GRACE, WEB_CONCURRENCY); app_from_env() reads the
-WAL_* ones. SIGTERM or Ctrl-C stops it gracefully: uvicorn stops accepting, finishes the
-requests in flight (for up to --grace seconds), then the lifespan closes the log, which
-writes and fsyncs everything accepted, in every mode.
+WAL_MAX_SHARDS, WAL_NATS (comma-separated URLs), PORT, HOST, WAL_LOOP, WAL_GRACE,
+WEB_CONCURRENCY); app_from_env() reads the WAL_* ones. SIGTERM or Ctrl-C stops it
+gracefully: uvicorn stops accepting, finishes the requests in flight (for up to --grace
+seconds), then the lifespan closes the log, which writes and fsyncs everything accepted, in
+every mode (and, with --nats, ships what is durable before it lets go).
 """
 
 from __future__ import annotations
@@ -36,7 +44,7 @@ import base64
 import os
 import sys
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import uvicorn
 from fastapi import FastAPI, Query, Request
@@ -76,6 +84,7 @@ class Health(BaseModel):
     first_seq: int
     last_seq: int
     durable_seq: int
+    replicated_seq: int | None  # --nats: every seq up to this one is on a quorum of the cluster
     recovery: str | None  # what recovery cut at startup, if anything
 
 
@@ -92,9 +101,22 @@ async def page(records: AsyncIterator[asyncwal.Record], start: int, limit: int) 
 
 
 def create_app(
-    path: str, mode: str = "sync", *, sharded: bool = False, max_shards: int | None = None
+    path: str,
+    mode: str = "sync",
+    *,
+    sharded: bool = False,
+    max_shards: int | None = None,
+    nats: list[str] | None = None,
 ) -> FastAPI:
-    wal = wal_lifespan(path, sharded=sharded, max_shards=max_shards, sync_mode=mode)
+    options: dict[str, Any] = {"sync_mode": mode}
+    level: asyncwal.Durability | None = None  # the mode's
+    acked = MODE_LEVEL[mode]
+    if nats:
+        from asyncwal.replication import NatsReplication
+
+        options["replicate"] = NatsReplication(servers=nats)
+        level, acked = asyncwal.Durability.REPLICATED, "REPLICATED"
+    wal = wal_lifespan(path, sharded=sharded, max_shards=max_shards, **options)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[WalState]:
@@ -116,15 +138,15 @@ def create_app(
 
         @app.post("/events", status_code=201, response_model_exclude_none=True)
         async def append_sharded(request: Request, wal: ShardedWalDep) -> Appended:
-            seq = await wal.append(await request.body())
-            return Appended(shard=wal.shard, seq=seq, durability=MODE_LEVEL[mode])
+            seq = await wal.append(await request.body(), level)
+            return Appended(shard=wal.shard, seq=seq, durability=acked)
 
     else:
 
         @app.post("/events", status_code=201, response_model_exclude_none=True)
         async def append_event(request: Request, log: WalDep) -> Appended:
-            seq = await log.append(await request.body())
-            return Appended(seq=seq, durability=MODE_LEVEL[mode])
+            seq = await log.append(await request.body(), level)
+            return Appended(seq=seq, durability=acked)
 
     if sharded:
         # Any worker may be asked for any shard: read the shards' files, held or not.
@@ -159,6 +181,7 @@ def create_app(
             first_seq=log.first_seq,
             last_seq=log.last_seq,
             durable_seq=log.durable_seq,
+            replicated_seq=log.replicated_seq,
             recovery=None if report is None else repr(report),
         )
 
@@ -176,6 +199,7 @@ def app_from_env() -> FastAPI:
         env("WAL_MODE", "sync"),
         sharded=env("WAL_SHARDED", "") not in ("", "0"),
         max_shards=int(max_shards) if max_shards else None,
+        nats=[u for u in env("WAL_NATS", "").split(",") if u] or None,
     )
 
 
@@ -193,6 +217,13 @@ def main(argv: list[str] | None = None) -> None:
         help="one shard of a sharded log per worker process (needed for --workers > 1)",
     )
     parser.add_argument("--max-shards", type=int, default=env("WAL_MAX_SHARDS"), help="sharded: most shards")
+    parser.add_argument(
+        "--nats",
+        action="append",
+        default=[u for u in env("WAL_NATS", "").split(",") if u],
+        metavar="URL",
+        help="replicate to this NATS JetStream cluster and answer at REPLICATED (repeat for several URLs)",
+    )
     parser.add_argument("--workers", type=int, default=int(env("WEB_CONCURRENCY", "1")))
     parser.add_argument("--host", default=env("HOST", "127.0.0.1"))
     parser.add_argument("--port", type=int, default=int(env("PORT", "8000")))
@@ -214,13 +245,14 @@ def main(argv: list[str] | None = None) -> None:
         "timeout_graceful_shutdown": args.grace,
     }
     if args.workers == 1:
-        uvicorn.run(
-            create_app(args.dir, args.mode, sharded=args.sharded, max_shards=args.max_shards), **options
+        app = create_app(
+            args.dir, args.mode, sharded=args.sharded, max_shards=args.max_shards, nats=args.nats
         )
+        uvicorn.run(app, **options)
         return
     # Each worker process imports this module and builds its own app, so the settings go
     # through the environment.
-    os.environ.update(WAL_DIR=args.dir, WAL_MODE=args.mode, WAL_SHARDED="1")
+    os.environ.update(WAL_DIR=args.dir, WAL_MODE=args.mode, WAL_SHARDED="1", WAL_NATS=",".join(args.nats))
     if args.max_shards is not None:
         os.environ["WAL_MAX_SHARDS"] = str(args.max_shards)
     uvicorn.run(

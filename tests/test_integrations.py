@@ -311,12 +311,15 @@ async def wait_until_ready(
 class Server:
     """One example service running as a child process on 127.0.0.1."""
 
-    def __init__(self, framework: str, directory: Path, mode: str, loop: str, out: Path) -> None:
+    def __init__(
+        self, framework: str, directory: Path, mode: str, loop: str, out: Path, extra: tuple[str, ...] = ()
+    ) -> None:
         self.framework = framework
         self.directory = directory
         self.mode = mode
         self.loop = loop
         self.out = out  # the child's stdout and stderr
+        self.extra = extra  # more command-line arguments
         self.port = 0
         self.proc: asyncio.subprocess.Process | None = None
 
@@ -333,6 +336,7 @@ class Server:
             f"--loop={self.loop}",
         ]
         args.append(f"--grace={GRACE}")
+        args += self.extra
         with self.out.open("ab") as out:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, str(EXAMPLES[self.framework]), *args, stdout=out, stderr=out, cwd=ROOT

@@ -8,6 +8,7 @@ and byte for byte.
 from __future__ import annotations
 
 import asyncio
+import re
 import shutil
 from typing import TYPE_CHECKING
 
@@ -394,3 +395,28 @@ async def test_the_nats_benchmark_cells_run(cluster: NatsCluster, tmp_path: Path
     ]
     text = render_nats_markdown({"rows": rows})
     assert "replicated-packed = 1.0x direct publish" in text
+
+
+async def test_info_shows_what_the_stream_holds(
+    cluster: NatsCluster, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "wal"
+    async with asyncwal.open(path, replicate=settings(cluster)) as log:
+        await log.wait_for(max(await log.append_batch([payload(i) for i in range(1, 31)])), REPLICATED)
+    async with asyncwal.open(path) as log:
+        await log.append(b"not shipped")
+        stream = f"asyncwal-{log.log_id}"
+    status = await asyncio.to_thread(cli.main, ["info", str(path), "--server", cluster.urls[1]])
+    out = capsys.readouterr().out
+    assert status == 0
+    assert re.search(rf"stream +{stream} \(packed layout", out), out
+    assert re.search(r"shipped +up to seq 30 \(1 not yet shipped\)", out), out
+    # An unreachable server: said so, within the timeout, and info still succeeds.
+    loop = asyncio.get_running_loop()
+    t0 = loop.time()
+    argv = ["info", str(path), "--server", "nats://127.0.0.1:1", "--timeout", "0.5"]
+    assert await asyncio.to_thread(cli.main, argv) == 0
+    assert loop.time() - t0 < 10
+    assert re.search(
+        r"stream +unknown: (cannot reach|no answer from) nats://127.0.0.1:1", capsys.readouterr().out
+    )

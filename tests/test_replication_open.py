@@ -157,3 +157,46 @@ async def test_a_closed_replicator_fails_waits_and_the_level_goes(tmp_path: Path
             log.append(b"x", durability=REPLICATED)
         with pytest.raises(ReplicationError, match="not running"):
             await rep.wait_replicated(1)
+
+
+@pytest.mark.one_loop
+async def test_the_example_service_answers_at_replicated(cluster: NatsCluster, tmp_path: Path) -> None:
+    """examples/fastapi_app.py --nats: a 201 means the record is on a quorum of the cluster."""
+    import httpx
+
+    from .test_integrations import Server, running
+
+    path = tmp_path / "wal"
+    nats = tuple(f"--nats={u}" for u in cluster.urls)
+    server = Server("fastapi", path, "sync", "asyncio", tmp_path / "out.txt", extra=nats)
+    async with running(server), httpx.AsyncClient(base_url=server.url, timeout=30) as client:
+        answers = [(await client.post("/events", content=payload(i))).json() for i in range(1, 21)]
+        assert answers == [{"seq": i, "durability": "REPLICATED"} for i in range(1, 21)]
+        health = (await client.get("/health")).json()
+        assert health["replicated_seq"] == 20
+    # A graceful stop (uvicorn re-raises the SIGTERM once it has shut down).
+    assert "closed " in server.output(), server.output()
+    async with asyncwal.open(path) as log:
+        log_id = log.log_id
+    assert await stream_records(cluster.urls, log_id) == await log_records(path)
+
+
+@pytest.mark.one_loop
+async def test_the_web_helpers_take_replication_settings(cluster: NatsCluster, tmp_path: Path) -> None:
+    from aiohttp import web
+
+    from asyncwal.integrations.aiohttp import WAL_KEY, wal_cleanup_ctx
+    from asyncwal.integrations.fastapi import wal_lifespan
+
+    lifespan = wal_lifespan(tmp_path / "fastapi", replicate=settings(cluster))
+    async with lifespan(object()) as state:
+        assert await state["wal"].append(b"fastapi", durability=REPLICATED) == 1
+    app = web.Application()
+    ctx = wal_cleanup_ctx(tmp_path / "aiohttp", replicate=settings(cluster))(app)
+    await ctx.__anext__()
+    assert await app[WAL_KEY].append(b"aiohttp", durability=REPLICATED) == 1
+    with pytest.raises(StopAsyncIteration):
+        await ctx.__anext__()
+    assert app[WAL_KEY].closed
+    with pytest.raises(TypeError, match="replicate must be replication settings"):
+        wal_lifespan(tmp_path / "x", replicate="nats://127.0.0.1:4222")

@@ -1,12 +1,15 @@
 """``asyncwal info DIR``: what a log holds (segments, seq range, sizes, checkpoint, format
 version, lock holder), read-only. Only the last segment is read: the earlier ones end where
 their successor starts, so ``info`` is quick on any log (``verify`` checks every checksum).
+With ``--server URL``, also what the log's replication stream holds (asked read-only, within
+``--timeout`` seconds).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from .._errors import WALError
 from .._format import FORMAT_VERSION
 from .._inspect import lock_status, read_log
 from ._notes import checkpoint_notes, dir_notes
@@ -23,6 +26,20 @@ __all__ = ("add_parser",)
 
 def add_parser(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     info = sub.add_parser("info", parents=[common], help="what the log holds; read-only")
+    info.add_argument(
+        "--server",
+        dest="servers",
+        action="append",
+        metavar="URL",
+        help="also ask the log's NATS JetStream stream how far it holds the log (repeat for several URLs)",
+    )
+    info.add_argument("--stream", help="with --server: the stream's name (default: named after the log id)")
+    info.add_argument(
+        "--timeout",
+        type=float,
+        default=3.0,
+        help="with --server: seconds to wait in all (default %(default)s)",
+    )
     info.set_defaults(func=run)
 
 
@@ -86,6 +103,9 @@ def run(args: argparse.Namespace) -> int:
         ("low-water mark", low_water),
         ("lock", lock.describe()),
     ]
+    if args.servers:
+        last_seq = last_end.next_seq - 1 if live and last_end is not None else None
+        fields += _replication(args, log, last_seq)
     out.fields(fields)
     rows = []
     for i, seg in enumerate(live):
@@ -139,3 +159,36 @@ def _log_id(log: LogScan) -> str:
     if log.meta is None or log.meta.log_id is None:
         return "none yet (given at the next open)"
     return log.meta.log_id
+
+
+def _replication(args: argparse.Namespace, log: LogScan, last_seq: int | None) -> list[tuple[str, str]]:
+    """The fields that say what the log's stream holds (``--server``): never raises."""
+    if log.meta is None or log.meta.log_id is None:
+        return [("stream", "unknown: the log has no id yet (given at the next open)")]
+    log_id = log.meta.log_id
+    try:
+        import asyncio
+
+        from ..replication import NatsReplication
+        from ..replication._probe import probe
+
+        settings = NatsReplication(
+            servers=tuple(args.servers), stream=args.stream, request_timeout=args.timeout
+        )
+        state = asyncio.run(probe(settings, log_id, args.timeout))
+    except (ImportError, WALError, ValueError, TypeError) as exc:
+        return [("stream", f"unknown: {exc}")]
+    if not state.shipped_seq:
+        shipped = "nothing yet"
+    elif last_seq is None:
+        shipped = f"up to seq {state.shipped_seq}"
+    elif last_seq >= state.shipped_seq:
+        behind = last_seq - state.shipped_seq
+        rest = f"{behind:,} not yet shipped" if behind else "all of the log"
+        shipped = f"up to seq {state.shipped_seq} ({rest})"
+    else:
+        shipped = f"up to seq {state.shipped_seq}: the log is behind its stream (asyncwal restore)"
+    return [
+        ("stream", f"{state.stream} ({state.layout} layout, {state.messages:,} messages)"),
+        ("shipped", shipped),
+    ]
