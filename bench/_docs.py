@@ -369,6 +369,42 @@ def render_nats(doc: dict[str, Any]) -> str:
     return _table(["server setting", "W", *(name for _, name in _NATS_COLUMNS)], out)
 
 
+def render_replication(doc: dict[str, Any]) -> str:
+    """``python -m bench nats``, packed ``REPLICATED`` with W > 1: where each record's time goes
+    (the local fsync and the stream's acknowledgement of the shipper's messages, both
+    measured in the same cell) and the closed-loop bounds they set."""
+    out = []
+    for r in doc.get("rows", []):
+        if r["subject"] != "replicated-packed" or r["workers"] == 1 or "ack_p50_ms" not in r:
+            continue
+        w, fsync, ack = r["workers"], r["fsync_p50_ms"] / 1000, r["ack_p50_ms"] / 1000
+        out.append(
+            [
+                _NATS_SETTINGS.get(r["setting"], r["setting"]),
+                f"{w:,}",
+                f"{r['rate']:,.0f}/s",
+                f"{r['p50_ms']:.2f} ms",
+                f"{r['fsync_p50_ms']:.2f} ms",
+                f"{r['ack_p50_ms']:.2f} ms",
+                f"{r['records_per_message']:.0f}",
+                f"{w / (fsync + ack):,.0f}/s",
+                f"{w / ack:,.0f}/s",
+            ]
+        )
+    header = [
+        "server setting",
+        "W",
+        "`REPLICATED`, packed",
+        "p50",
+        "local fsync p50",
+        "stream ack p50",
+        "records per message",
+        "W / (fsync + ack)",
+        "W / ack",
+    ]
+    return _table(header, out)
+
+
 def _command(doc: dict[str, Any], kind: str) -> str:
     argv = doc.get("argv")
     if argv:
@@ -430,6 +466,7 @@ KINDS: dict[str, Kind] = {
     "replay": Kind(("replay",), lambda d: render_replay(d[0][1])),
     "memory": Kind(("memory",), lambda d: render_memory(d[0][1])),
     "nats": Kind(("nats",), lambda d: render_nats(d[0][1])),
+    "replication": Kind(("nats",), lambda d: render_replication(d[0][1])),
     "runs": Kind(("headline", "matrix", "replay", "memory"), render_runs),
     "http": Kind(("http",), lambda d: render_http(d[0][1])),
 }
