@@ -22,6 +22,15 @@ call at a time; every other piece of state here is touched only on the loop thre
 
 States: OPEN (``_closing`` set once ``close()`` starts: no new work, the writer drains), CLOSED,
 FAILED (sticky), FORKED (this object was inherited by a child process: it never acts again).
+
+Why this module is longer than the others (~1,000 lines): it is one state machine. Seq
+assignment, the pending records, the levels, the groups in flight, the background fsync,
+the control work and the failure state change together, often in one step, and every
+transition checks several of them; split across modules they would have to be shared
+through attributes of each other, which is the coupling this layout removed. What could be
+apart is apart: the levels table (_levels.py), the loop-thread write policy
+(_loopwrites.py), the durable tap (_tap.py), the statistics snapshot (_stats.py), the
+segment files (_segment.py) and the public face (_log.py).
 """
 
 from __future__ import annotations
@@ -30,13 +39,11 @@ import asyncio
 import functools
 import logging
 import os
-import statistics
 import threading
 import time
 import weakref
 from collections import deque
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, TypeVar
 
 from ._errors import (
     LogClosedError,
@@ -45,13 +52,16 @@ from ._errors import (
     WrongEventLoopError,
     WrongProcessError,
 )
-from ._format import decode_batch, encode_batch
+from ._format import encode_batch
 from ._levels import Levels
+from ._loopwrites import LoopWrites
 from ._options import Durability
 from ._segment import Batch
+from ._stats import Stats, quantile
+from ._tap import DurableTap
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable
 
     from ._fileops import FileOps
     from ._iothread import IOThread
@@ -60,7 +70,7 @@ if TYPE_CHECKING:
     from ._recovery import RecoveredLog, RecoveryReport
     from ._segment import SegmentWriter
 
-__all__ = ("Checkpoint", "Engine", "Stats")
+__all__ = ("Checkpoint", "Engine", "Replication")
 
 logger = logging.getLogger("asyncwal")
 
@@ -105,35 +115,6 @@ class Checkpoint(NamedTuple):
     seq: int
     #: the caller's data, e.g. a snapshot id
     data: bytes
-
-
-@dataclass(frozen=True, slots=True)
-class Stats:
-    """An immutable snapshot of a log's counters, from :meth:`Log.stats`."""
-
-    appends: int  #: records accepted (a batch counts each record)
-    batches: int  #: append_batch() calls accepted
-    bytes: int  #: payload bytes written (a batch counts its length table too)
-    groups: int  #: write calls made by the writer (each one group of records)
-    fsyncs: int  #: fdatasync/fsync calls on segments, and durable (RWF_DSYNC) group writes
-    mean_group_size: float  #: records per group
-    group_size_p50: float
-    group_size_p99: float
-    group_size_max: int
-    fsync_p50: float  #: seconds, over the last 4096 fsyncs (a durable write's includes the write)
-    fsync_p99: float
-    fsync_max: float
-    queue_depth: int  #: records accepted but not yet handed to the OS
-    queued_bytes: int  #: bytes of those records
-    executor_seconds: float  #: time the writer spent waiting on its executor
-    segments: int  #: segment files in the log
-    #: replicated logs: every seq up to this one is acknowledged by the replica (else None)
-    replicated_seq: int | None
-    #: replicated logs: records on DISK not yet acknowledged by the replica (else 0)
-    replication_lag: int
-    loop_writes: int  #: groups written to the page cache by the event-loop thread itself
-    loop_step_p999: float  #: seconds: the log's own steps on the event loop (writer, callbacks),
-    loop_step_max: float  #: over the last 16384 of them: how long asyncwal held the loop
 
 
 class Replication(Protocol):
@@ -229,11 +210,8 @@ class Engine:
         self._syncing = 0
         # batch mode: start an fsync once this many written records are unsynced, so that it
         # has run by the time batch_size would force the appenders to wait for one; but only
-        # while that pays (see _early_sync_pays).
+        # while that pays (LoopWrites.early_sync_pays).
         self._early_sync = max(1, options.batch_size // 2)
-        self._fsync_time = 0.0  # seconds a background fsync takes (moving average)
-        self._append_gap = 1.0  # seconds between two appends written directly (moving average)
-        self._last_direct = 0.0
         self._submitted_seq = last
         # Appends waiting for queue space, in call order; they get a seq when admitted.
         self._space_waiters: deque[tuple[Any, Durability, asyncio.Future[Any]]] = deque()
@@ -244,13 +222,8 @@ class Engine:
         self._timer_fired = False
         # Followers wait on this; set (and dropped) on every progress.
         self._progress: asyncio.Event | None = None
-        # The durable tap (see tap_durable): groups handed to the writer and not yet durable.
-        self._tap: Callable[[int, list[bytes] | None], None] | None = None
-        self._tap_groups: deque[tuple[int, int, list[bytes | Batch], int]] = (
-            deque()
-        )  # first, last, items, bytes
-        self._tap_bytes = 0
-        self._tap_max = 0
+        # The durable tap (see tap_durable), if a consumer asked for one.
+        self._tap: DurableTap | None = None
 
         self.state = _OPEN
         self.closing = False
@@ -260,15 +233,11 @@ class Engine:
         self._close_task: asyncio.Task[None] | None = None
 
         # batch/none modes: groups may be written by the loop thread (see _write_on_loop).
-        self._loop_writes = options.loop_writes and options.sync_mode != "sync"
-        self._loop_writes_off_until = 0.0  # loop.time() before which they are off (after slow ones)
-        self._slow_loop_writes = 0  # consecutive loop-thread writes slower than the limit
+        self._loop_writes = LoopWrites(options, loop, path)
         # Appends that may still write their own record before the writer task runs again.
         self._direct_run = 0
         # ...as long as the acknowledged, unsynced records stay below this (batch_size).
         self._direct_bound = options.batch_size if options.sync_mode == "batch" else 1 << 62
-        self._slow_loop_write = options.slow_loop_write_seconds
-        self._loop_write_backoff = options.loop_write_backoff_seconds
         # How long each of the log's own steps held the loop (writer task steps, callbacks).
         self._steps: deque[float] = deque(maxlen=16384)
         self._step_started = 0.0
@@ -364,10 +333,7 @@ class Engine:
         """
         seq = self.next_seq
         started = _perf()
-        gap = started - self._last_direct
-        self._last_direct = started
-        if gap < 0.01:  # a longer one is the caller idle, not the rate it appends at
-            self._append_gap += (gap - self._append_gap) / 8
+        self._loop_writes.appended(started)
         try:
             if not self._seg.write_in_place(seq, data):
                 return None
@@ -379,8 +345,8 @@ class Engine:
         self.next_seq = seq + 1
         self._submitted_seq = seq
         self._direct_run -= 1
-        if elapsed > self._slow_loop_write or self._slow_loop_writes:
-            self._loop_write_took(elapsed)
+        if self._loop_writes.is_slow(elapsed) and self._loop_writes.took(elapsed):
+            self._direct_run = 0
         self._steps.append(elapsed)
         n = len(data)
         self._n_appends += 1
@@ -392,7 +358,7 @@ class Engine:
         mark = self._mark
         mark[_MEMORY] = seq
         if self._tap is not None:
-            self._tap_group(seq, seq, [data], n)
+            self._tap.taken(seq, seq, [data], n)
         if self._queue[_OS] or self._progress is not None or self.levels.waits[_OS]:
             self.levels.advance(_OS, seq)
         else:
@@ -400,7 +366,11 @@ class Engine:
         if self._batch_mode:
             if self._timer is None:
                 self._timer = self.loop.call_later(self._batch_interval, self._on_timer)
-            if not self._syncing and seq - mark[_DISK] >= self._early_sync and self._early_sync_pays():
+            if (
+                not self._syncing
+                and seq - mark[_DISK] >= self._early_sync
+                and self._loop_writes.early_sync_pays(self._batch_size)
+            ):
                 self._start_sync()
         fut: asyncio.Future[int] = self._create_future()
         fut.set_result(seq)
@@ -528,45 +498,11 @@ class Engine:
         """
         if self._tap is not None:
             raise ValueError("this log already has a durable tap")
-        self._tap = callback
-        self._tap_max = max_bytes
+        self._tap = DurableTap(callback, max_bytes)
         return self._submitted_seq + 1
 
     def untap_durable(self) -> None:
         self._tap = None
-        self._tap_groups.clear()
-        self._tap_bytes = 0
-
-    def _tap_group(self, first: int, last: int, items: list[bytes | Batch], nbytes: int) -> None:
-        """A group was handed to the writer: keep it for the tap until it is durable."""
-        groups = self._tap_groups
-        if self._tap_bytes + nbytes > self._tap_max and groups:
-            dropped = groups[0][0]
-            groups.clear()
-            self._tap_bytes = 0
-            assert self._tap is not None
-            self._tap(dropped, None)
-        groups.append((first, last, items, nbytes))
-        self._tap_bytes += nbytes
-
-    def _tap_deliver(self, durable: int) -> None:
-        """Deliver the tapped groups that are wholly durable now."""
-        groups = self._tap_groups
-        tap = self._tap
-        assert tap is not None
-        while groups and groups[0][1] <= durable:
-            first, _, items, nbytes = groups.popleft()
-            self._tap_bytes -= nbytes
-            if any(type(item) is Batch for item in items):
-                payloads: list[bytes] = []
-                for item in items:
-                    if isinstance(item, Batch):
-                        payloads += decode_batch(item.body)
-                    else:
-                        payloads.append(item)
-            else:
-                payloads = cast("list[bytes]", items)
-            tap(first, payloads)
 
     def check_level(self, durability: object) -> Durability:
         """``durability`` as a level this log offers; ValueError otherwise."""
@@ -671,20 +607,13 @@ class Engine:
         mark = self._mark
         return (
             self._timer_fired
-            or (self._batch_mode and mark[_OS] - mark[_DISK] >= self._early_sync and self._early_sync_pays())
+            or (
+                self._batch_mode
+                and mark[_OS] - mark[_DISK] >= self._early_sync
+                and self._loop_writes.early_sync_pays(self._batch_size)
+            )
             or self.levels.needs_sync(mark[_OS])
         )
-
-    def _early_sync_pays(self) -> bool:
-        """batch mode: does an fsync started at batch_size/2 unsynced records beat waiting
-        for batch_size of them?
-
-        An early fsync overlaps the appends that follow it, but covers half as many records.
-        With appends every ``c`` seconds and fsyncs of ``T`` seconds it wins exactly when
-        ``T < batch_size * c``: a fast disk under a single appender. On a slow or busy disk,
-        one fsync per batch_size records (the plain loop's policy) is faster.
-        """
-        return self._fsync_time < self._batch_size * self._append_gap
 
     async def _writer_main(self) -> None:
         loop = self.loop
@@ -711,7 +640,7 @@ class Engine:
                 steps.append(_perf() - self._step_started)
                 await self._wakeup
                 self._step_started = _perf()
-                if self._loop_writes and (not self._loop_writes_off_until or self._loop_writes_back_on()):
+                if self._loop_writes.allowed():
                     self._direct_run = _DIRECT_RUN
             if not self.state and mark[_OS] > mark[_DISK]:
                 await self._await_io(self._start_sync())
@@ -764,7 +693,7 @@ class Engine:
         self._submitted_seq = last
         nbytes = sum(map(len, items)) if not batches else sum(map(_payload_bytes, items))
         if self._tap is not None:
-            self._tap_group(first, last, items, nbytes)
+            self._tap.taken(first, last, items, nbytes)
         need_sync = (
             self._sync_each_group
             or self._timer_fired
@@ -777,12 +706,11 @@ class Engine:
             self._mark[_MEMORY] = last
         group = _Group(first, last, nbytes, self.loop.time())
         if (
-            self._loop_writes
-            and not need_sync
+            not need_sync
             and not self._in_flight
             and nbytes <= _LOOP_WRITE_MAX_BYTES
             and self._seg.fits_in_place(items, nbytes, batches)
-            and (not self._loop_writes_off_until or self._loop_writes_back_on())
+            and self._loop_writes.allowed()
         ):
             self._write_on_loop(group, items, batches)
             return
@@ -797,44 +725,14 @@ class Engine:
         is idle (nothing in flight, and the writer task, the only one that submits, is here):
         so calls on the SegmentWriter still run one at a time, in order. ``fits_in_place``
         guarantees one plain write: no rotation, no zero fill, no open, no sync. The write is
-        timed; two slow ones in a row turn this path off for a while (_loop_writes_back_on).
+        timed; two slow ones in a row turn this path off for a while (LoopWrites.took).
         """
         start = _perf()
         self._seg.write_group(items, group.first, group.last, False, batches)
         self._n_loop_writes += 1
-        self._loop_write_took(_perf() - start)
+        if self._loop_writes.took(_perf() - start):
+            self._direct_run = 0
         self._complete(group, [], 0)
-
-    def _loop_write_took(self, elapsed: float) -> None:
-        """Note how long a loop-thread write took; two slow ones in a row turn them off."""
-        if elapsed <= self._slow_loop_write:
-            self._slow_loop_writes = 0
-            return
-        # Two in a row: one alone is as likely the scheduler preempting this thread (a busy
-        # machine) as the kernel throttling writers, which slows every write.
-        self._slow_loop_writes += 1
-        if self._slow_loop_writes < 2:
-            return
-        self._slow_loop_writes = 0
-        self._direct_run = 0
-        self._loop_writes_off_until = self.loop.time() + self._loop_write_backoff
-        logger.warning(
-            "asyncwal: page-cache writes on the event loop took %.2f ms in %s (limit %.2f ms, "
-            "twice in a row): the disk is busy or the kernel is throttling dirty pages; writing "
-            "from the log's I/O thread for the next %g s",
-            elapsed * 1e3,
-            self.path,
-            self._slow_loop_write * 1e3,
-            self._loop_write_backoff,
-        )
-
-    def _loop_writes_back_on(self) -> bool:
-        """Loop-thread writes are off after a slow one: is their time out over?"""
-        if self.loop.time() < self._loop_writes_off_until:
-            return False
-        self._loop_writes_off_until = 0.0
-        logger.info("asyncwal: page-cache writes from the event loop resume in %s", self.path)
-        return True
 
     def _group_done(self, group: _Group, fut: asyncio.Future[tuple[list[int], int]]) -> None:
         """Completion of a group on the I/O thread, in submission order."""
@@ -893,7 +791,7 @@ class Engine:
         self._syncing = 0
         took = self.loop.time() - started
         self._executor_seconds += took
-        self._fsync_time += (took - self._fsync_time) / 8
+        self._loop_writes.synced(took)
         exc = fut.exception()  # retrieved even when unused
         if exc is not None:
             if not self.state:
@@ -905,8 +803,8 @@ class Engine:
 
     def _synced(self, seq: int) -> None:
         self.levels.advance(_DISK, seq)
-        if self._tap_groups:
-            self._tap_deliver(seq)
+        if self._tap:
+            self._tap.durable(seq)
         if self._mark[_DISK] >= self._mark[_OS]:
             self._timer_fired = False
             if self._timer is not None:
@@ -1062,11 +960,11 @@ class Engine:
             groups=self._n_groups,
             fsyncs=self._seg.fsync_count,
             mean_group_size=self._n_group_records / self._n_groups if self._n_groups else 0.0,
-            group_size_p50=_quantile(sizes, 0.5),
-            group_size_p99=_quantile(sizes, 0.99),
+            group_size_p50=quantile(sizes, 0.5),
+            group_size_p99=quantile(sizes, 0.99),
             group_size_max=sizes[-1] if sizes else 0,
-            fsync_p50=_quantile(fsyncs, 0.5),
-            fsync_p99=_quantile(fsyncs, 0.99),
+            fsync_p50=quantile(fsyncs, 0.5),
+            fsync_p99=quantile(fsyncs, 0.99),
             fsync_max=fsyncs[-1] if fsyncs else 0.0,
             queue_depth=self.last_seq - self._mark[_OS],
             queued_bytes=self._queued_bytes,
@@ -1077,7 +975,7 @@ class Engine:
                 max(0, self._mark[_DISK] - self._mark[_REPLICATED]) if self.levels.offered(_REPLICATED) else 0
             ),
             loop_writes=self._n_loop_writes,
-            loop_step_p999=_quantile(steps, 0.999),
+            loop_step_p999=quantile(steps, 0.999),
             loop_step_max=steps[-1] if steps else 0.0,
         )
 
@@ -1098,16 +996,6 @@ if hasattr(os, "register_at_fork"):
 
 def _payload_bytes(item: bytes | Batch) -> int:
     return len(item.body) if isinstance(item, Batch) else len(item)
-
-
-def _quantile(sorted_values: Sequence[float], q: float) -> float:
-    if not sorted_values:
-        return 0.0
-    if len(sorted_values) == 1:
-        return float(sorted_values[0])
-    return float(
-        statistics.quantiles(sorted_values, n=1000, method="inclusive")[min(998, round(q * 1000) - 1)]
-    )
 
 
 def to_bytes(data: object) -> bytes:

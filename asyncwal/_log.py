@@ -22,7 +22,7 @@ import os
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from ._engine import Checkpoint, Engine, Stats, to_bytes
+from ._engine import Checkpoint, Engine, to_bytes
 from ._errors import RecordTooLargeError, TruncatedError
 from ._filenames import LOCK_NAME, parse_shard_name, segment_name
 from ._fileops import FileOps, OsFileOps, makedirs_durably
@@ -32,6 +32,7 @@ from ._options import Durability, Options
 from ._reader import Record, read_segment
 from ._recovery import RecoveredLog, RecoveryReport, recover
 from ._segment import SegmentWriter
+from ._stats import Stats
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, Callable, Generator, Iterable
