@@ -23,6 +23,7 @@ class AsyncwalSubject(AsyncSubject):
     sync_mode = "sync"
     log: asyncwal.Log | None = None
     _notes = ""
+    _steps: tuple[float, float] | None = None
 
     async def open(self) -> Callable[[bytes], Awaitable[object]]:
         self.log = await asyncwal.open(str(self.workdir / "wal"), sync_mode=self.sync_mode)
@@ -35,7 +36,12 @@ class AsyncwalSubject(AsyncSubject):
         if self.log is not None:
             log, self.log = self.log, None
             self._notes = asyncwal_notes(log, self.sync_mode)
+            stats = log.stats()
+            self._steps = (stats.loop_step_p999, stats.loop_step_max)
             await log.close()
+
+    def loop_steps(self) -> tuple[float, float] | None:
+        return self._steps
 
     def notes(self) -> str:
         return self._notes or f"sync_mode={self.sync_mode}"

@@ -51,6 +51,9 @@ def run_cell(spec: CellSpec) -> CellResult:
             finally:
                 subject.teardown()
             result.notes = subject.notes()
+            steps = subject.loop_steps() if isinstance(subject, AsyncSubject) else None
+            if steps is not None:
+                result.loop_step_p999_us, result.loop_step_max_us = steps[0] * 1e6, steps[1] * 1e6
         elif isinstance(subject, SyncSubject):
             subject.setup()
             try:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from ._fmt import fmt_rate, fmt_ratio, fmt_size, fmt_us
 from ._http import render_docs as render_http
 from ._plots import cell_at, ok_cells, plot_latency, plot_ratios, plot_throughput
+from ._report import render_stalls_markdown, render_targets_markdown
 from ._runner import REPO_ROOT, RESULTS_DIR
 from ._subjects import SUBJECTS
 
@@ -469,6 +470,8 @@ KINDS: dict[str, Kind] = {
     "replication": Kind(("nats",), lambda d: render_replication(d[0][1])),
     "runs": Kind(("headline", "matrix", "replay", "memory"), render_runs),
     "http": Kind(("http",), lambda d: render_http(d[0][1])),
+    "stalls": Kind(("matrix",), lambda d: render_stalls_markdown(d[0][1])),
+    "targets": Kind(("headline",), lambda d: render_targets_markdown(d[0][1])),
 }
 
 

@@ -81,6 +81,10 @@ class CellResult:
     server_rss_peak_mib: float | None = None
     samples: list[float] = field(default_factory=list)  #: appends/s of each repetition (--repeat)
     load1: float | None = None  #: 1-minute load average of the machine as the cell started
+    #: asyncwal only: the longest steps the log itself ran on the event loop (writer task
+    #: steps, completion callbacks, loop-thread writes), p99.9 and max, from its stats()
+    loop_step_p999_us: float | None = None
+    loop_step_max_us: float | None = None
     notes: str = ""
     error: str | None = None
     skipped: str | None = None
@@ -144,6 +148,10 @@ class AsyncSubject(ABC):
 
     def server_pid(self) -> int | None:
         """A server process whose CPU and RSS belong to this subject's cost."""
+        return None
+
+    def loop_steps(self) -> tuple[float, float] | None:
+        """The subject's own longest steps on the loop, (p99.9, max) in seconds, if it knows."""
         return None
 
     @abstractmethod
