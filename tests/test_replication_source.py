@@ -5,7 +5,9 @@ always consecutive from the position, never before they are on DISK."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+
+import pytest
 
 import asyncwal
 from asyncwal import Durability
@@ -43,8 +45,13 @@ def rec(i: int) -> bytes:
     return b"r%d" % i * (i % 5 + 1)
 
 
-async def test_records_come_from_memory_once_durable_and_never_before(backend: Backend) -> None:
-    async with asyncwal.open(backend.path, sync_mode="none", **backend.options()) as log:
+@pytest.mark.parametrize(
+    "mode", [{"sync_mode": "none"}, {"sync_mode": "batch", "batch_interval": 60, "batch_size": 10**6}]
+)
+async def test_records_come_from_memory_once_durable_and_never_before(
+    backend: Backend, mode: dict[str, Any]
+) -> None:
+    async with asyncwal.open(backend.path, **mode, **backend.options()) as log:
         d = Drain(log)
         d.source.seek(1)
         for i in range(1, 11):
