@@ -17,7 +17,9 @@ from asyncwal.replication._wire import decode
 
 if TYPE_CHECKING:
     import os
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
+
+    from .nats_cluster import NatsCluster
 
 
 async def stream_records(
@@ -48,6 +50,22 @@ async def log_records(path: str | os.PathLike[str]) -> list[tuple[int, bytes]]:
     """Every record of the (closed) log in ``path``, as ``(seq, payload)``."""
     async with asyncwal.open(path) as log:
         return [(r.seq, r.data) for r in [rec async for rec in log.replay()]]
+
+
+def settings(cluster: NatsCluster, **kw: object) -> NatsReplication:
+    """Replication settings for ``cluster`` (keywords: any other NatsReplication field)."""
+    return NatsReplication(servers=tuple(cluster.urls), **kw)  # type: ignore[arg-type]
+
+
+async def until(predicate: Callable[[], bool], what: str, within: float = 60.0) -> None:
+    """Wait for a condition that a background task makes true (the shipper catching up). No
+    event tells a test when another task's state changes, so this polls, bounded."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + within
+    while not predicate():
+        if loop.time() > end:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.02)
 
 
 def require_campaign(request: pytest.FixtureRequest) -> None:

@@ -21,10 +21,9 @@ from asyncwal.replication import NatsReplication, Replicator, restore
 from asyncwal.replication._jetstream import StreamLink
 from asyncwal.replication._wire import encode, order_headers
 
-from .replication_support import log_records, payload, require_campaign, stream_records
+from .replication_support import log_records, payload, require_campaign, settings, stream_records, until
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from pathlib import Path
 
     from .nats_cluster import NatsCluster
@@ -37,18 +36,20 @@ LAYOUTS = ("packed", "record")
 REPLICATED = asyncwal.Durability.REPLICATED
 
 
-def settings(cluster: NatsCluster, **kw: object) -> NatsReplication:
-    return NatsReplication(servers=tuple(cluster.urls), **kw)  # type: ignore[arg-type]
-
-
-async def until(predicate: Callable[[], bool], what: str, within: float = 30.0) -> None:
-    """Wait for a condition that a background task makes true (the shipper catching up)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + within
-    while not predicate():
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+async def back_from_an_old_backup(cluster: NatsCluster, tmp_path: Path, kept: int, lost: int) -> Path:
+    """Ship records 1..kept+lost at REPLICATED, then bring the log back from a backup taken
+    after seq ``kept`` (a lost disk restored from an old backup): it is behind its stream."""
+    path, backup = tmp_path / "wal", tmp_path / "backup"
+    async with asyncwal.open(path, replicate=settings(cluster)) as log:
+        for i in range(1, kept + 1):
+            await log.append(payload(i), durability=REPLICATED)
+    shutil.copytree(path, backup)
+    async with asyncwal.open(path, replicate=settings(cluster)) as log:
+        for i in range(kept + 1, kept + lost + 1):
+            await log.append(payload(i), durability=REPLICATED)
+    shutil.rmtree(path)
+    shutil.copytree(backup, path)
+    return path
 
 
 @pytest.mark.parametrize("layout", LAYOUTS)
@@ -243,40 +244,20 @@ async def test_restore_brings_back_every_replicated_record(
 async def test_a_log_behind_its_stream_is_reported_then_restored(
     cluster: NatsCluster, tmp_path: Path
 ) -> None:
-    path, backup = tmp_path / "wal", tmp_path / "backup"
-    async with asyncwal.open(path, replicate=settings(cluster)) as log:
-        for i in range(1, 21):
-            await log.append(payload(i), durability=REPLICATED)
-    shutil.copytree(path, backup)
-    async with asyncwal.open(path, replicate=settings(cluster)) as log:
-        for i in range(21, 41):
-            await log.append(payload(i), durability=REPLICATED)
-        log_id = log.log_id
-    # The disk is lost; the log comes back from an old backup: behind its stream.
-    shutil.rmtree(path)
-    shutil.copytree(backup, path)
+    path = await back_from_an_old_backup(cluster, tmp_path, kept=20, lost=20)
     with pytest.raises(DivergedError, match="behind"):
         await asyncwal.open(path, replicate=settings(cluster))
     report = await restore(path, settings(cluster))  # the local log says which stream
     assert (report.created, report.local_before, report.records, report.last_seq) == (False, 20, 20, 40)
     async with asyncwal.open(path, replicate=settings(cluster)) as log:
         assert await log.append(b"after restore", durability=REPLICATED) == 41
+        log_id = log.log_id
     assert await stream_records(cluster.urls, log_id) == await log_records(path)
 
 
 async def test_a_rewritten_log_is_reported(cluster: NatsCluster, tmp_path: Path) -> None:
-    path, backup = tmp_path / "wal", tmp_path / "backup"
-    async with asyncwal.open(path, replicate=settings(cluster)) as log:
-        for i in range(1, 11):
-            await log.append(payload(i), durability=REPLICATED)
-    shutil.copytree(path, backup)
-    async with asyncwal.open(path, replicate=settings(cluster)) as log:
-        for i in range(11, 16):
-            await log.append(payload(i), durability=REPLICATED)
-    # Back to the backup, then other records under seqs 11..15 (and more).
-    shutil.rmtree(path)
-    shutil.copytree(backup, path)
-    async with asyncwal.open(path) as log:
+    path = await back_from_an_old_backup(cluster, tmp_path, kept=10, lost=5)
+    async with asyncwal.open(path) as log:  # other records under seqs 11..15 (and more)
         for i in range(11, 26):
             await log.append(b"other " + payload(i))
     with pytest.raises(DivergedError, match="different records"):

@@ -13,29 +13,14 @@ import asyncwal
 from asyncwal import Durability, ReplicationError, ReplicationTimeoutError, StreamMismatchError
 from asyncwal.replication import NatsReplication, Replicator, replicator_of
 
-from .replication_support import log_records, payload, stream_records
+from .replication_support import log_records, payload, settings, stream_records, until
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
     from pathlib import Path
 
     from .nats_cluster import NatsCluster
 
 REPLICATED = Durability.REPLICATED
-
-
-def settings(cluster: NatsCluster, **kw: object) -> NatsReplication:
-    return NatsReplication(servers=tuple(cluster.urls), **kw)  # type: ignore[arg-type]
-
-
-async def until(predicate: Callable[[], bool], what: str, within: float = 60.0) -> None:
-    """Wait for a condition that a background task makes true (the shipper catching up)."""
-    loop = asyncio.get_running_loop()
-    end = loop.time() + within
-    while not predicate():
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 async def test_the_replicated_level_through_the_logs_own_methods(
