@@ -301,6 +301,10 @@ class Shipper:
                 return
             except (LogClosedError, LogFailedError, WrongProcessError):
                 return  # the log is gone: nothing more can be shipped
+            except Exception as exc:  # a bug: stop for good, and say why in every wait
+                logger.exception("asyncwal replication of log %s: the shipper failed", self.log_id)
+                self._die(ReplicationError(f"the shipper failed: {exc!r}"))
+                return
             finally:
                 if not self._first_resync.done() and self._fatal is not None:
                     self._first_resync.set_exception(self._fatal)
