@@ -47,11 +47,7 @@ def add_parser(sub: Subcommands, common: argparse.ArgumentParser) -> None:
     bench.set_defaults(func=run)
 
 
-_PROMISE = {
-    "sync": "DISK: survives power loss",
-    "batch": "OS: survives a crash of the process",
-    "none": "MEMORY: survives nothing until sync",
-}
+_PROMISE = {"sync": "DISK", "batch": "OS", "none": "MEMORY"}
 
 
 @dataclass(frozen=True)
@@ -97,8 +93,7 @@ def _table(rows: Sequence[BenchRow], loop_name: str, size: int, directory: str) 
         f"asyncwal bench: {size}-byte records, {loop_name} loop, files in {directory} "
         f"(default sync_mode: {Options().sync_mode!r})",
         "",
-        "| sync_mode | await append() returns at | W | appends/s | p50 latency | p99 latency "
-        "| fsyncs/s | records/fsync |",
+        "| sync_mode | returns at | W | appends/s | p50 | p99 | fsyncs/s | records/fsync |",
         "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
@@ -134,8 +129,10 @@ def run(args: argparse.Namespace) -> int:
     print(_table(rows, loop_name, args.size, directory))
     print()
     print(
-        f"{Durability.DISK.name} = covered by a completed fdatasync (or RWF_DSYNC write); "
-        f"{Durability.OS.name} = handed to the kernel."
+        f"returns at: when await append() returns. {Durability.DISK.name} = covered by a completed "
+        f"fdatasync (or RWF_DSYNC write): survives a power loss; {Durability.OS.name} = handed to the "
+        f"kernel: survives a crash of the process; {Durability.MEMORY.name} = in the log's memory "
+        "until written."
     )
     return 0
 
