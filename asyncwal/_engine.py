@@ -99,8 +99,9 @@ _SPLIT_RECORDS: Final = 64
 _MEMORY_ACK_RECORDS: Final = 1024
 
 #: batch/none modes: the largest group the event-loop thread writes itself (see _write_on_loop).
-#: Framing, CRC and a page-cache pwrite of 128 KiB take ~60-150 us on the project machine.
-_LOOP_WRITE_MAX_BYTES: Final = 128 * 1024
+#: Framing, CRC and a page-cache pwrite of 64 KiB take ~80 us on the project machine (128 KiB:
+#: ~160 us, too long a step for the loop).
+_LOOP_WRITE_MAX_BYTES: Final = 64 * 1024
 
 #: batch/none modes: how many appends in a row may write their record themselves (see
 #: _append_direct) before one goes through the writer task, which lets the loop turn (timers,
@@ -191,7 +192,7 @@ class Engine:
 
         last = recovered.next_seq - 1
         self.next_seq = recovered.next_seq
-        self.levels = Levels(last, self._progressed)
+        self.levels = Levels(last, self._progressed, loop.call_soon)
         self._queue = self.levels.queue  # per level: (seq, future) of appends, in seq order
         self._mark = self.levels.mark
 
@@ -234,8 +235,10 @@ class Engine:
 
         # batch/none modes: groups may be written by the loop thread (see _write_on_loop).
         self._loop_writes = LoopWrites(options, loop, path)
-        # Appends that may still write their own record before the writer task runs again.
+        # Appends that may still write their own record before the writer task runs again
+        # (refilled while the appends come one at a time: see _complete).
         self._direct_run = 0
+        self._lone_appender = True
         # ...as long as the acknowledged, unsynced records stay below this (batch_size).
         self._direct_bound = options.batch_size if options.sync_mode == "batch" else 1 << 62
         # How long each of the log's own steps held the loop (writer task steps, callbacks).
@@ -329,7 +332,8 @@ class Engine:
         fsyncs. A lone record would otherwise cost two task switches through the writer task
         (~4 us of the loop's CPU here). Runs of at most _DIRECT_RUN, so that the loop turns
         and concurrent appends still form groups. Returns None (nothing done) when the record
-        does not fit the active segment's zero-filled space.
+        does not fit the active segment's zero-filled space. Only while appends come one at a
+        time (the last group held one record): many concurrent appenders form groups instead.
         """
         seq = self.next_seq
         started = _perf()
@@ -640,7 +644,7 @@ class Engine:
                 steps.append(_perf() - self._step_started)
                 await self._wakeup
                 self._step_started = _perf()
-                if self._loop_writes.allowed():
+                if self._lone_appender and self._loop_writes.allowed():
                     self._direct_run = _DIRECT_RUN
             if not self.state and mark[_OS] > mark[_DISK]:
                 await self._await_io(self._start_sync())
@@ -751,6 +755,9 @@ class Engine:
     def _complete(self, group: _Group, created: list[int], durable: int) -> None:
         """A group is written (and synced up to ``durable``): advance the levels, resolve waiters."""
         count = group.last - group.first + 1
+        # One appender at a time (groups of one record): appends may write their own record.
+        # With many, they would write one record each instead of forming groups.
+        self._lone_appender = count == 1
         self._n_groups += 1
         self._n_group_records += count
         self._group_sizes.append(count)

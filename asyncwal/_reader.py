@@ -19,6 +19,11 @@ Invariants:
   buffer one at a time, never all at once (its length table is an array of 4 bytes a record).
 * The validity rule is _format.py's, applied here only: a frame is yielded only if it is
   wholly valid, and the first position that does not hold one ends the segment.
+
+Why it is longer than the other modules (~670 lines): it is the only place that reads
+frames, for every reader there is (recovery's scan and its budgeted count after damage, the
+command line, replay and follow), and the review's point was to have exactly one; the
+sans-I/O decoder and its two drivers share its state and are read together.
 """
 
 from __future__ import annotations

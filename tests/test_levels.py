@@ -126,3 +126,10 @@ async def test_the_durable_tap_drops_what_waits_too_long_and_says_so(backend: Ba
     assert delivered
     assert delivered[-1][0] + delivered[-1][1] - 1 == 20
     assert all(a[0] + a[1] == b[0] for a, b in itertools.pairwise(delivered))
+
+
+async def test_thousands_of_waiters_are_all_resolved_across_loop_turns(backend: Backend) -> None:
+    async with asyncwal.open(backend.path, **backend.options()) as log:
+        futures = [log.append(b"%d" % i) for i in range(1, 2001)]  # one group, 2,000 waiters
+        assert await asyncio.gather(*futures) == list(range(1, 2001))
+        assert log.durable_seq == 2000

@@ -44,6 +44,11 @@ under the same seq is a :class:`~asyncwal.DivergedError`, and nothing is shipped
 
 Everything here runs on the event-loop thread; the NATS client is only awaited through
 _jetstream, whose calls all have deadlines.
+
+Why it is longer than the other modules (~590 lines): the exactly-once argument above holds
+only if the position read, the fences, the in-flight window and the settling after an error
+are one state machine; they are kept in one place so the argument can be checked against
+the code.
 """
 
 from __future__ import annotations
