@@ -201,6 +201,7 @@ class Engine:
         self._pending: list[bytes | Batch] = []
         self._pending_batches = 0
         self._queued_bytes = 0  # pending + in flight: what backpressure bounds
+        self._in_flight_bytes = 0  # the part of it in groups on the I/O thread
         # Groups handed to the I/O thread and not yet completed, oldest first (the thread runs
         # them in this order). Sync mode keeps up to two in flight, so that one cohort of
         # appenders runs on the loop while the other's write + fsync runs on the thread.
@@ -695,7 +696,10 @@ class Engine:
             last = self.next_seq - 1
             self._pending_batches = 0
         self._submitted_seq = last
-        nbytes = sum(map(len, items)) if not batches else sum(map(_payload_bytes, items))
+        if self._pending:  # split: count the first half (single records only)
+            nbytes = sum(map(len, items))
+        else:  # everything pending: what is queued and not in flight (no pass over the group)
+            nbytes = self._queued_bytes - self._in_flight_bytes
         if self._tap is not None:
             self._tap.taken(first, last, items, nbytes)
         need_sync = (
@@ -719,6 +723,7 @@ class Engine:
             self._write_on_loop(group, items, batches)
             return
         self._in_flight.append(group)
+        self._in_flight_bytes += nbytes
         fut = self._io.submit(self._seg.write_group, items, first, last, need_sync, batches)
         fut.add_done_callback(functools.partial(self._group_done, group))
 
@@ -747,6 +752,7 @@ class Engine:
         if exc is not None and not self.state:
             self._fail(exc)
         self._in_flight.popleft()
+        self._in_flight_bytes -= group.nbytes
         if not self.state:  # not failed (now or before), closed or forked
             created, durable = fut.result()
             self._complete(group, created, durable)
@@ -999,10 +1005,6 @@ def _after_fork_in_child() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _payload_bytes(item: bytes | Batch) -> int:
-    return len(item.body) if isinstance(item, Batch) else len(item)
 
 
 def to_bytes(data: object) -> bytes:

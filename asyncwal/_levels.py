@@ -53,7 +53,7 @@ class Wait(NamedTuple):
 
 
 #: The most append futures one step resolves; the rest follow on the next loop turns.
-RESOLVE_CHUNK: Final = 512
+RESOLVE_CHUNK: Final = 128
 
 
 def _seq_of(item: tuple[int, asyncio.Future[Any]]) -> int:

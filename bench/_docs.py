@@ -345,7 +345,7 @@ _NATS_COLUMNS = (
     ("replicated-record", "`REPLICATED`, record"),
     ("direct-publish", "direct publish"),
 )
-_NATS_SETTINGS = {"always": "`sync_interval: always`", "default": "JetStream default"}
+_NATS_SETTINGS = {"always": "`always`", "default": "default"}
 
 
 def render_nats(doc: dict[str, Any]) -> str:
@@ -367,7 +367,7 @@ def render_nats(doc: dict[str, Any]) -> str:
                 else:
                     cells.append(f"{r['rate']:,.0f}/s")
             out.append([_NATS_SETTINGS.get(setting, setting), f"{w:,}", *cells])
-    return _table(["server setting", "W", *(name for _, name in _NATS_COLUMNS)], out)
+    return _table(["`sync_interval`", "W", *(name for _, name in _NATS_COLUMNS)], out)
 
 
 def render_replication(doc: dict[str, Any]) -> str:
@@ -393,15 +393,15 @@ def render_replication(doc: dict[str, Any]) -> str:
             ]
         )
     header = [
-        "server setting",
+        "`sync_interval`",
         "W",
-        "`REPLICATED`, packed",
+        "packed",
         "p50",
-        "local fsync p50",
-        "stream ack p50",
-        "records per message",
-        "W / (fsync + ack)",
-        "W / ack",
+        "fsync p50",
+        "ack p50",
+        "records / msg",
+        "W ÷ (fsync + ack)",
+        "W ÷ ack",
     ]
     return _table(header, out)
 
