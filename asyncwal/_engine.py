@@ -192,7 +192,7 @@ class Engine:
 
         last = recovered.next_seq - 1
         self.next_seq = recovered.next_seq
-        self.levels = Levels(last, self._progressed, loop.call_soon)
+        self.levels = Levels(last, self._progressed, self._later)
         self._queue = self.levels.queue  # per level: (seq, future) of appends, in seq order
         self._mark = self.levels.mark
 
@@ -798,6 +798,15 @@ class Engine:
         fut: asyncio.Future[None] = self._io.submit(self._seg.sync)
         fut.add_done_callback(functools.partial(self._sync_done, target, self.loop.time()))
         return fut
+
+    def _later(self, fn: Callable[..., object], *args: Any) -> None:
+        """Run ``fn(*args)`` on a later loop turn, as one of the log's timed steps."""
+        self.loop.call_soon(self._timed, fn, args)
+
+    def _timed(self, fn: Callable[..., object], args: tuple[Any, ...]) -> None:
+        started = _perf()
+        fn(*args)
+        self._steps.append(_perf() - started)
 
     def _sync_done(self, target: int, started: float, fut: asyncio.Future[None]) -> None:
         begun = _perf()
