@@ -8,10 +8,12 @@ kinds) and :mod:`bench._subjects` (the registry), so that neither imports the ot
 from __future__ import annotations
 
 import asyncio
+import gc
 import resource
 import shutil
+import time
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from asyncwal._measure import Figures, drive_async, drive_sync
 
@@ -22,6 +24,31 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
 __all__ = ("run_cell",)
+
+
+class _GcPauses:
+    """The garbage collector's pauses while the block runs: the longest, and the number of
+    full collections (through ``gc.callbacks``)."""
+
+    def __init__(self) -> None:
+        self.longest = 0.0
+        self.full = 0
+        self._started = 0.0
+
+    def _callback(self, phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+            return
+        self.longest = max(self.longest, time.perf_counter() - self._started)
+        if info.get("generation") == 2:
+            self.full += 1
+
+    def __enter__(self) -> _GcPauses:
+        gc.callbacks.append(self._callback)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        gc.callbacks.remove(self._callback)
 
 
 def run_cell(spec: CellSpec) -> CellResult:
@@ -44,7 +71,9 @@ def run_cell(spec: CellSpec) -> CellResult:
         if isinstance(subject, AsyncSubject):
             subject.setup()
             try:
-                result.take(_run_loop(spec.loop, lambda: _measure_async(subject)))
+                with _GcPauses() as pauses:
+                    result.take(_run_loop(spec.loop, lambda: _measure_async(subject)))
+                result.gc_pause_max_us, result.gc_full_collections = pauses.longest * 1e6, pauses.full
                 server = subject.server_pid()
                 if server:
                     result.server_rss_peak_mib = proc_peak_rss_mib(server)

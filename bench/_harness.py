@@ -85,6 +85,11 @@ class CellResult:
     #: steps, completion callbacks, loop-thread writes), p99.9 and max, from its stats()
     loop_step_p999_us: float | None = None
     loop_step_max_us: float | None = None
+    #: async subjects: the longest pause of the interpreter's garbage collector while the cell
+    #: ran, and how many full (generation 2) collections there were: a collection stalls the
+    #: loop in whichever step allocates the object that starts it
+    gc_pause_max_us: float | None = None
+    gc_full_collections: int | None = None
     notes: str = ""
     error: str | None = None
     skipped: str | None = None

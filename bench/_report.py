@@ -185,10 +185,11 @@ def render_text(doc: dict[str, Any]) -> str:
                 str(c.workers),
                 fmt_us(c.loop_step_p999_us),
                 fmt_us(c.loop_step_max_us),
+                "-" if c.gc_pause_max_us is None else fmt_us(c.gc_pause_max_us),
             ]
             for c in sorted(stalls, key=lambda c: (c.size, c.subject, c.loop or "", c.workers))
         ]
-        out.append(_text_table(["subject", "loop", "size", "W", "p99.9", "max"], rows))
+        out.append(_text_table(["subject", "loop", "size", "W", "p99.9", "max", "GC pause max"], rows))
     targets = evaluate_targets(cells)
     if targets:
         out.append("\n== targets (128 B records, same run) ==")
@@ -220,10 +221,19 @@ def render_stalls_markdown(doc: dict[str, Any]) -> str:
     """The longest steps asyncwal ran on the event loop, per mode and W (128 B records)."""
     cells = [c for c in load_cells(doc) if c.loop_step_max_us is not None and c.size == 128]
     rows = [
-        [c.subject, c.loop or "-", str(c.workers), fmt_us(c.loop_step_p999_us), fmt_us(c.loop_step_max_us)]
+        [
+            c.subject,
+            c.loop or "-",
+            str(c.workers),
+            fmt_us(c.loop_step_p999_us),
+            fmt_us(c.loop_step_max_us),
+            "-" if c.gc_pause_max_us is None else fmt_us(c.gc_pause_max_us),
+            "-" if c.gc_full_collections is None else str(c.gc_full_collections),
+        ]
         for c in sorted(cells, key=lambda c: (c.subject, c.loop or "", c.workers))
     ]
-    return _md_table(["subject", "loop", "W", "loop step p99.9", "max"], rows) + "\n"
+    header = ["subject", "loop", "W", "loop step p99.9", "max", "longest GC pause", "full GCs"]
+    return _md_table(header, rows) + "\n"
 
 
 def render_targets_markdown(doc: dict[str, Any]) -> str:
