@@ -406,6 +406,13 @@ def render_replication(doc: dict[str, Any]) -> str:
     return _table(header, out)
 
 
+def render_targets(headline: dict[str, Any], matrix: dict[str, Any]) -> str:
+    """The targets, from the headline run's cells and the matrix's cells at W = 4096 (the
+    loop steps are judged there)."""
+    cells = [*headline.get("cells", []), *(c for c in matrix.get("cells", []) if c.get("workers") == 4096)]
+    return render_targets_markdown({"cells": cells})
+
+
 def _command(doc: dict[str, Any], kind: str) -> str:
     argv = doc.get("argv")
     if argv:
@@ -471,7 +478,7 @@ KINDS: dict[str, Kind] = {
     "runs": Kind(("headline", "matrix", "replay", "memory"), render_runs),
     "http": Kind(("http",), lambda d: render_http(d[0][1])),
     "stalls": Kind(("matrix",), lambda d: render_stalls_markdown(d[0][1])),
-    "targets": Kind(("headline",), lambda d: render_targets_markdown(d[0][1])),
+    "targets": Kind(("headline", "matrix"), lambda d: render_targets(d[0][1], d[1][1])),
 }
 
 
@@ -481,7 +488,7 @@ def render_block(kind: str, paths: list[str]) -> str:
     spec = KINDS[kind]
     if len(paths) != len(spec.roles):
         raise ValueError(f"bench:{kind} takes {len(spec.roles)} results file(s), not {paths}")
-    return spec.render([(p, _load(p)) for p in paths])
+    return spec.render([(p, _load(p)) for p in paths]).strip("\n")
 
 
 # -- pages -----------------------------------------------------------------------------------
