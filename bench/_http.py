@@ -497,8 +497,8 @@ _NAMES: Final = {
     "asyncwal-sync": "asyncwal `sync` (on disk)",
     "asyncwal-batch": "asyncwal `batch`",
     "asyncwal-none": "asyncwal `none`",
-    "sqlite": "aiosqlite, `synchronous=FULL` (on disk)",
-    "redis": "Redis `appendfsync always` (on disk)",
+    "sqlite": "aiosqlite `FULL` (on disk)",
+    "redis": "Redis `always` (on disk)",
 }
 
 
@@ -540,7 +540,8 @@ def render_docs(doc: dict[str, Any]) -> str:
     notes.insert(
         0,
         "`looks the log up`: the endpoint takes the log (FastAPI `WalDep`, aiohttp `app[WAL_KEY]`) "
-        "and stores nothing; ratios are to `stores nothing` and to aiosqlite with one worker, "
+        "and stores nothing; aiosqlite `FULL`: `synchronous=FULL`; Redis `always`: `appendfsync always`; "
+        "ratios are to `stores nothing` and to aiosqlite with one worker, "
         "per round (median, range)",
     )
     return "\n".join(header + rows) + "\n\n" + "; ".join(notes) + "."

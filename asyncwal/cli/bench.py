@@ -88,6 +88,13 @@ async def bench_cell(directory: str, mode: str, workers: int, seconds: float, si
     )
 
 
+def _latency(us: float) -> str:
+    """A latency in three significant figures at most: 1.6 us, 324 us, 1.28 ms."""
+    if us >= 1000:
+        return f"{us / 1000:.2f} ms"
+    return f"{us:.0f} us" if us >= 100 else f"{us:.1f} us"
+
+
 def _table(rows: Sequence[BenchRow], loop_name: str, size: int, directory: str) -> str:
     lines = [
         f"asyncwal bench: {size}-byte records, {loop_name} loop, files in {directory} "
@@ -100,8 +107,8 @@ def _table(rows: Sequence[BenchRow], loop_name: str, size: int, directory: str) 
         # none mode syncs only at rotation: a window may see no fsync at all.
         per_fsync = f"{r.records_per_fsync:,.1f}" if r.records_per_fsync else "-"
         lines.append(
-            f"| {r.mode} | {_PROMISE[r.mode]} | {r.workers} | {r.appends_per_s:,.0f} | {r.p50_us:,.1f} us | "
-            f"{r.p99_us:,.1f} us | {r.fsyncs_per_s:,.0f} | {per_fsync} |"
+            f"| {r.mode} | {_PROMISE[r.mode]} | {r.workers} | {r.appends_per_s:,.0f} | "
+            f"{_latency(r.p50_us)} | {_latency(r.p99_us)} | {r.fsyncs_per_s:,.0f} | {per_fsync} |"
         )
     return "\n".join(lines)
 
