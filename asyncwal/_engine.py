@@ -269,6 +269,11 @@ class Engine:
     def first_seq(self) -> int:
         return self.segments[0] if self.segments else self.next_seq
 
+    @property
+    def replicated_seq(self) -> int | None:
+        """The ``REPLICATED`` mark, or None while nothing advances that level."""
+        return self._mark[_REPLICATED] if self.levels.offered(_REPLICATED) else None
+
     def mark(self, level: Durability) -> int:
         """Every seq up to this one has reached ``level`` (``MEMORY``: been accepted)."""
         return self.next_seq - 1 if level is _MEMORY else self._mark[level]
@@ -371,11 +376,7 @@ class Engine:
         if self._batch_mode:
             if self._timer is None:
                 self._timer = self.loop.call_later(self._batch_interval, self._on_timer)
-            if (
-                not self._syncing
-                and seq - mark[_DISK] >= self._early_sync
-                and self._loop_writes.early_sync_pays(self._batch_size)
-            ):
+            if not self._syncing and self._early_sync_due():
                 self._start_sync()
         fut: asyncio.Future[int] = self._create_future()
         fut.set_result(seq)
@@ -609,15 +610,16 @@ class Engine:
     def _sync_wanted(self) -> bool:
         """Is an fsync due for records already written (the batch timer, batch mode's early
         fsync, or a waiter)?"""
+        return self._timer_fired or self._early_sync_due() or self.levels.needs_sync(self._mark[_OS])
+
+    def _early_sync_due(self) -> bool:
+        """batch mode: are ``batch_size / 2`` written records unsynced, while an fsync started
+        that early pays (LoopWrites.early_sync_pays)?"""
         mark = self._mark
         return (
-            self._timer_fired
-            or (
-                self._batch_mode
-                and mark[_OS] - mark[_DISK] >= self._early_sync
-                and self._loop_writes.early_sync_pays(self._batch_size)
-            )
-            or self.levels.needs_sync(mark[_OS])
+            self._batch_mode
+            and mark[_OS] - mark[_DISK] >= self._early_sync
+            and self._loop_writes.early_sync_pays(self._batch_size)
         )
 
     async def _writer_main(self) -> None:
@@ -975,6 +977,7 @@ class Engine:
         sizes = sorted(self._group_sizes)
         fsyncs = sorted(self._seg.fsync_seconds)
         steps = sorted(self._steps)
+        replicated = self.replicated_seq
         return Stats(
             appends=self._n_appends,
             batches=self._n_batches,
@@ -992,10 +995,8 @@ class Engine:
             queued_bytes=self._queued_bytes,
             executor_seconds=self._executor_seconds,
             segments=len(self.segments),
-            replicated_seq=self._mark[_REPLICATED] if self.levels.offered(_REPLICATED) else None,
-            replication_lag=(
-                max(0, self._mark[_DISK] - self._mark[_REPLICATED]) if self.levels.offered(_REPLICATED) else 0
-            ),
+            replicated_seq=replicated,
+            replication_lag=max(0, self._mark[_DISK] - replicated) if replicated is not None else 0,
             loop_writes=self._n_loop_writes,
             loop_step_p999=quantile(steps, 0.999),
             loop_step_max=steps[-1] if steps else 0.0,

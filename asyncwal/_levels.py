@@ -80,7 +80,8 @@ class Levels:
     :param last_seq: the last seq in the log at open; every level starts there (recovery only
         keeps what is on disk)
     :param on_progress: called after every advance that moved a mark (wakes followers)
-    :param defer: ``loop.call_soon``: runs what is left of a large resolution on a later turn
+    :param defer: ``defer(fn, *args)`` runs ``fn(*args)`` on a later loop turn (the engine's
+        ``_later``, which times it as one of its steps): the rest of a large resolution
     """
 
     __slots__ = ("_defer", "_externals", "_on_progress", "mark", "queue", "waits")

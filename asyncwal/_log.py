@@ -42,7 +42,6 @@ __all__ = ("LOCK_NAME", "Checkpoint", "Log", "Stats", "open")
 
 _MEMORY = Durability.MEMORY
 _DISK = Durability.DISK
-_REPLICATED = Durability.REPLICATED
 
 
 class Log:
@@ -100,8 +99,7 @@ class Log:
     def replicated_seq(self) -> int | None:
         """Every seq up to this one has reached ``REPLICATED`` (on ``DISK`` and acknowledged
         by the replica); None while the log is not replicated."""
-        engine = self._engine
-        return engine.mark(_REPLICATED) if engine.levels.offered(_REPLICATED) else None
+        return self._engine.replicated_seq
 
     @property
     def last_checkpoint(self) -> Checkpoint | None:

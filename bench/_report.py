@@ -185,7 +185,7 @@ def render_text(doc: dict[str, Any]) -> str:
                 str(c.workers),
                 fmt_us(c.loop_step_p999_us),
                 fmt_us(c.loop_step_max_us),
-                "-" if c.gc_pause_max_us is None else fmt_us(c.gc_pause_max_us),
+                fmt_us(c.gc_pause_max_us),
             ]
             for c in sorted(stalls, key=lambda c: (c.size, c.subject, c.loop or "", c.workers))
         ]
@@ -227,7 +227,7 @@ def render_stalls_markdown(doc: dict[str, Any]) -> str:
             str(c.workers),
             fmt_us(c.loop_step_p999_us),
             fmt_us(c.loop_step_max_us),
-            "-" if c.gc_pause_max_us is None else fmt_us(c.gc_pause_max_us),
+            fmt_us(c.gc_pause_max_us),
             "-" if c.gc_full_collections is None else str(c.gc_full_collections),
         ]
         for c in sorted(cells, key=lambda c: (c.subject, c.loop or "", c.workers))
